@@ -1,0 +1,130 @@
+"""The bundled demo (``assets/demo``) and the reference-excerpt file format.
+
+``assets/demo`` holds ``classifier.safetensors`` and ``generator.safetensors`` (model bundles,
+see :mod:`xai_core.checkpoints`), ``reference.safetensors`` (a :class:`ReferenceSet` of real
+excerpts) and ``CREDITS.md``. ``$XAI_DEMO_DIR`` points the app and CLI at another folder of the
+same layout (the tests use tiny models that way).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from xai_core.audio.config import MelConfig
+from xai_core.errors import CheckpointError, ParameterError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_DEMO_DIR = REPO_ROOT / "assets" / "demo"
+CLASSIFIER_FILE = "classifier.safetensors"
+GENERATOR_FILE = "generator.safetensors"
+REFERENCE_FILE = "reference.safetensors"
+
+
+def demo_dir() -> Path:
+    """The demo folder in use: ``$XAI_DEMO_DIR`` if set, else the bundled ``assets/demo``."""
+    return Path(os.environ.get("XAI_DEMO_DIR") or BUNDLED_DEMO_DIR)
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    classifier: Path
+    generator: Path
+    reference: Path
+
+    @classmethod
+    def at(cls, root: str | Path | None = None) -> "DemoPaths":
+        root = Path(root) if root is not None else demo_dir()
+        return cls(root / CLASSIFIER_FILE, root / GENERATOR_FILE, root / REFERENCE_FILE)
+
+    def missing(self) -> list[Path]:
+        return [p for p in (self.classifier, self.generator, self.reference) if not p.is_file()]
+
+
+@dataclass
+class ReferenceSet:
+    """Real excerpts for comparison and FID reference sets.
+
+    Attributes
+    ----------
+    logmel : torch.Tensor, shape ``(N, T, M)``, un-normalised natural-log mel
+    labels : torch.Tensor, shape ``(N,)``, 1 = singing at the centre frame, 0 = not
+    sources : list of N strings, ``"file.flac@12.34"`` (file and start time in seconds)
+    mel : the MelConfig the excerpts were computed with
+    info : free-form provenance (corpus, seed, selection rule)
+    """
+
+    logmel: torch.Tensor
+    labels: torch.Tensor
+    sources: list[str]
+    mel: MelConfig = field(default_factory=MelConfig)
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = self.logmel.shape[0]
+        if self.logmel.ndim != 3 or self.labels.shape != (n,) or len(self.sources) != n:
+            raise ParameterError(
+                f"ReferenceSet needs logmel (N, T, M), labels (N,), N sources; got "
+                f"{tuple(self.logmel.shape)}, {tuple(self.labels.shape)}, {len(self.sources)}")
+
+    def __len__(self) -> int:
+        return int(self.logmel.shape[0])
+
+    def save(self, path: str | Path, *, dtype: torch.dtype = torch.float16) -> Path:
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        meta = {"kind": "reference", "sources": self.sources, "mel": self.mel.to_dict(), "info": self.info}
+        save_file({"logmel": self.logmel.to(dtype).contiguous(), "labels": self.labels.float().contiguous()},
+                  str(tmp), metadata={"vocal_xai": json.dumps(meta)})
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ReferenceSet":
+        from safetensors import SafetensorError, safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: no such reference file")
+        try:
+            with safe_open(str(path), "pt") as f:
+                meta = json.loads((f.metadata() or {})["vocal_xai"])
+                logmel = f.get_tensor("logmel").float()
+                labels = f.get_tensor("labels").float()
+        except (SafetensorError, KeyError, ValueError, OSError) as exc:
+            raise CheckpointError(f"{path}: not a valid reference-excerpt file ({exc})") from exc
+        return cls(logmel, labels, list(meta["sources"]), MelConfig.from_dict(meta["mel"]), meta.get("info", {}))
+
+
+def make_tiny_demo(root: str | Path, *, seed: int = 0, n_reference: int = 24) -> DemoPaths:
+    """Write an untrained tiny classifier, generator and reference set (for tests only).
+
+    The reference excerpts are random log-mel noise, labelled by a coin flip: this makes a folder
+    of the demo's layout in milliseconds, it is not data and never shipped.
+    """
+    from xai_core.audio.features import Normaliser
+    from xai_core.checkpoints import default_provenance, save_bundle
+    from xai_core.models import SpecGenerator, SVDNet
+
+    torch.manual_seed(seed)
+    paths = DemoPaths.at(root)
+    mel = MelConfig()
+    g = torch.Generator().manual_seed(seed)
+    logmel = -6.0 + 2.0 * torch.randn(n_reference, mel.excerpt_frames, mel.n_mels, generator=g)
+    norm = Normaliser.fit(logmel)
+    prov = default_provenance(note="tiny untrained test model")
+    save_bundle(paths.classifier, model=SVDNet("tiny"), kind="classifier", mel=mel, normaliser=norm,
+                preset="tiny", provenance=prov)
+    save_bundle(paths.generator, model=SpecGenerator("tiny"), kind="generator", mel=mel, normaliser=norm,
+                preset="tiny", provenance=prov)
+    labels = (torch.rand(n_reference, generator=g) > 0.5).float()
+    ReferenceSet(logmel, labels, [f"noise{i}.wav@0.00" for i in range(n_reference)], mel,
+                 {"note": "random test excerpts"}).save(paths.reference)
+    return paths
