@@ -16,6 +16,7 @@ from xai_core.errors import XaiError
 # Modules exposing ``register(subparsers: argparse._SubParsersAction) -> None``.
 COMMAND_MODULES: tuple[str, ...] = (
     "xai_core.models.cli",
+    "xai_core.data.cli",
 )
 
 
