@@ -286,7 +286,7 @@ class FormantSinger:
                 out[start:end] *= np.linspace(0.3, 1.0, end - start)
             elif n.consonant != "h" and i > 0:
                 out[start:end] *= np.linspace(1.0, 0.1, end - start)
-            out[start:end] += burst * level * (0.6 if n.consonant in ("s", "sh") else 0.9)
+            out[start:end] += burst * level * (0.35 if n.consonant in ("s", "sh") else 0.6)
 
         out = scipy.signal.resample_poly(out, 1, 2)  # back to sample_rate
         out = out / (np.max(np.abs(out)) + 1e-12) * 0.5
@@ -304,6 +304,10 @@ class FormantSinger:
         # are used only to pick a brighter or darker spectral tilt for the vowel
         tilt_db = float(np.mean(levels[2:]))
         y = scipy.signal.sosfilt(sos, source)
+        # higher resonances (F6+) are not modelled one by one: a parallel high-passed branch of the
+        # source keeps harmonics up to ~8 kHz about 25-30 dB below the formant peaks, as in real voices
+        hf = scipy.signal.sosfilt(scipy.signal.butter(2, 3800 / (sr / 2), "high", output="sos"), source)
+        y = y + hf * (0.04 * np.std(y) / (np.std(hf) + 1e-12))
         if tilt_db < -25:  # dark vowels (u, o of high voices): gentle low-pass
             y = scipy.signal.sosfilt(scipy.signal.butter(1, 3000 / (sr / 2), output="sos"), y)
         return y
