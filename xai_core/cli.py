@@ -17,6 +17,8 @@ from xai_core.errors import XaiError
 COMMAND_MODULES: tuple[str, ...] = (
     "xai_core.models.cli",
     "xai_core.data.cli",
+    "xai_core.actmax.cli",
+    "xai_core.store.cli",
 )
 
 

@@ -1,0 +1,169 @@
+"""``python -m xai_core am ...`` and ``python -m xai_core grid ...``: headless AM and FID grids."""
+
+from __future__ import annotations
+
+import argparse
+
+from xai_core.actmax.config import PRIOR_HELP, AMConfig, GridConfig
+from xai_core.errors import ParameterError
+
+PRIOR_TEXT = ("prior convention: 'paper' = objective a(z) + lam*log N(z;0,I), i.e. penalty (lam/2)*||z||^2; "
+              "'code' = the authors' code, penalty lam*||z||^2 (the paper's grid values 0.1/0.01/0.001 "
+              "are this rp)")
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("models (default: the demo folder, $XAI_DEMO_DIR or assets/demo)")
+    g.add_argument("--demo-dir", help="folder with classifier/generator/reference .safetensors")
+    g.add_argument("--classifier", help="classifier bundle (overrides the demo's)")
+    g.add_argument("--generator", help="generator bundle (overrides the demo's)")
+    p.add_argument("--layer", default="logit", help="explained layer (default: logit)")
+    p.add_argument("--unit", type=int, default=0, help="unit index in the layer's flattened output")
+    p.add_argument("--seed", type=int, default=0, help="example i starts from z0 with seed (seed + i)")
+    p.add_argument("--examples", type=int, default=50, help="examples (seeds) per configuration")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--runs-dir", help="run store folder (default: $XAI_RUNS_DIR or ./runs)")
+    p.add_argument("--name", help="a name for the stored run")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _load(args):
+    from xai_core.assets import DemoPaths
+    from xai_core.checkpoints import load_bundle
+
+    paths = DemoPaths.at(args.demo_dir)
+    clf = load_bundle(args.classifier or paths.classifier, expected_kind="classifier")
+    gen = load_bundle(args.generator or paths.generator, expected_kind="generator")
+    return clf, gen, paths
+
+
+class _Bar:
+    """Wrap the engine's progress callback in tqdm."""
+
+    def __init__(self, enabled: bool, desc: str) -> None:
+        self.enabled, self.desc, self.bar = enabled, desc, None
+
+    def __call__(self, done, total, info) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.desc, unit="row-step", unit_scale=True)
+        self.bar.update(done - self.bar.n)
+        if "best_response" in info:
+            self.bar.set_postfix(best=f"{float(info['best_response'].mean()):.3f}", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _am(args) -> int:
+    from xai_core.actmax.engine import run_am
+    from xai_core.store import RunStore
+
+    cfg = AMConfig(layer=args.layer, unit=args.unit, direction=args.direction, lr=args.lr, lam=args.lam,
+                   prior=args.prior, n_iter=args.iters, n_examples=args.examples, seed=args.seed)
+    clf, gen, _ = _load(args)
+    bar = _Bar(not args.no_progress, f"AM {cfg.direction}")
+    try:
+        res = run_am(clf, gen, cfg, device=args.device, progress=bar)
+    finally:
+        bar.close()
+    store = RunStore(args.runs_dir)
+    run_id = store.save_am(res, classifier=clf, generator=gen, name=args.name)
+    print(f"AM {cfg.direction} {cfg.layer}[{cfg.unit}] lr={cfg.lr} lam={cfg.lam} ({PRIOR_HELP[cfg.prior]}), "
+          f"{cfg.n_iter} iterations, {cfg.n_examples} examples on {res.device} in {res.seconds:.1f} s")
+    print(f"  kept response: mean {float(res.response_best.mean()):.4f}  min {float(res.response_best.min()):.4f}"
+          f"  max {float(res.response_best.max()):.4f};  p(vocal) mean {float(res.prob_best.mean()):.3f}")
+    print(f"run {run_id} stored in {store.root.resolve()}")
+    return 0
+
+
+def format_grid(result) -> str:
+    """FID tables (rows n_iter x lr, columns lam) and the selection, as text."""
+    c = result.config
+    lines = []
+    for (d, f), arr in result.fid.items():
+        lines.append(f"FID {d} / feature {f}   (rows: n_iter, lr; columns: lam {list(c.lams)}; prior {c.prior})")
+        for i, n in enumerate(c.iters):
+            for j, lr in enumerate(c.lrs):
+                lines.append(f"  {n:>5} {lr:>7g} " + " ".join(f"{arr[i, j, k]:>11.4g}" for k in range(len(c.lams))))
+    for d, s in result.selected.items():
+        lines.append(f"selected {d}: lr={s['lr']:g} lam={s['lam']:g} n_iter={s['n_iter']} "
+                     f"FID({s['feature']})={s['fid']:.4g}")
+    return "\n".join(lines)
+
+
+def _grid(args) -> int:
+    from xai_core.actmax.engine import run_grid
+    from xai_core.assets import ReferenceSet
+    from xai_core.store import RunStore
+
+    cfg = GridConfig(lrs=args.lrs, lams=args.lams, iters=args.iters, directions=args.directions,
+                     layer=args.layer, unit=args.unit, prior=args.prior, n_examples=args.examples, seed=args.seed,
+                     n_reference=args.n_reference, feature_layers=args.features, max_chunk=args.max_chunk)
+    clf, gen, paths = _load(args)
+    reference = ReferenceSet.load(args.reference or paths.reference)
+    store = RunStore(args.runs_dir)
+    bar = _Bar(not args.no_progress, "grid")
+    try:
+        res = run_grid(clf, gen, cfg, reference=reference, device=args.device, progress=bar, store=store,
+                       run_id=args.resume)
+    finally:
+        bar.close()
+    print(format_grid(res))
+    print(f"{len(res.examples)} configurations x {cfg.n_examples} examples on {res.device} in {res.seconds:.1f} s")
+    print(f"run {res.run_id} stored in {store.root.resolve()}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("am", help="GAN-based activation maximisation of one configuration",
+                       description="Activation maximisation: Adam on z, keep the best iterate. " + PRIOR_TEXT)
+    _model_args(p)
+    p.add_argument("--direction", choices=("max", "min"), default="max")
+    p.add_argument("--lr", type=float, default=0.01, help="Adam learning rate on z")
+    p.add_argument("--lam", type=float, default=0.01, help="prior weight (see --prior)")
+    p.add_argument("--prior", choices=("paper", "code"), default="paper", help=PRIOR_TEXT)
+    p.add_argument("--iters", type=int, default=100, help="Adam updates")
+    p.set_defaults(func=_am)
+
+    p = sub.add_parser("grid", help="the paper's lr x lambda x iterations grid with FID selection",
+                       description="Batched grid of activation maximisation with FID selection. " + PRIOR_TEXT)
+    _model_args(p)
+    p.add_argument("--reference", help="reference excerpts (.safetensors ReferenceSet; default: the demo's)")
+    p.add_argument("--lrs", type=_floats, default=(0.1, 0.01, 0.001))
+    p.add_argument("--lams", type=_floats, default=(0.1, 0.01, 0.001), help="prior weights (see --prior)")
+    p.add_argument("--iters", type=_ints, default=(100, 500, 1000),
+                   help="iteration counts (snapshots of one trajectory)")
+    p.add_argument("--directions", type=_names, default=("max", "min"))
+    p.add_argument("--prior", choices=("paper", "code"), default="code", help=PRIOR_TEXT + " (default: code)")
+    p.add_argument("--n-reference", type=int, default=50, help="top/bottom-N real excerpts for the FID")
+    p.add_argument("--features", type=_names, default=("response", "fc2"),
+                   help="FID feature spaces: 'response' (scalar unit response) and/or layer names")
+    p.add_argument("--max-chunk", type=int, help="max rows per device batch (default: automatic)")
+    p.add_argument("--resume", metavar="RUN_ID", help="resume an interrupted grid run of the store")
+    p.set_defaults(func=_grid)
+
+
+__all__ = ["ParameterError", "format_grid", "register"]
