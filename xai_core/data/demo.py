@@ -49,6 +49,7 @@ from xai_core.data.singers import (
     available_singers,
     find_soundfonts,
 )
+from xai_core.data.sources import segments_to_frame_labels
 from xai_core.errors import CancelledError, DataError, ParameterError
 
 __all__ = ["DemoConfig", "BackingSong", "find_backing_songs", "synthetic_backing_songs", "build_demo_corpus",
@@ -433,7 +434,7 @@ def _render_all(plans: list[_ClipPlan], cfg: DemoConfig, seed: int, tick: Callab
             _, stem, patch = singer.split("-")
             sf2 = next(s for s in find_soundfonts() if s.stem == stem)
             choir = ChoirSinger(sf2, 52 if patch == "aahs" else 53)
-            for a, audio in zip(items, choir.render_many([p.phrase for p in items], sample_rate=sr)):
+            for a, audio in zip(items, choir.render_many([p.phrase for p in items], sample_rate=sr), strict=True):
                 a.audio = audio
         elif singer.startswith("festival"):
             fest = FestivalSinger()
@@ -507,16 +508,6 @@ def _lab_lines(segments: list[tuple[int, int]], n: int, sr: int) -> list[str]:
     if t < n:
         lines.append(f"{t / sr:.6f} {n / sr:.6f} nosing")
     return lines
-
-
-def frame_labels_from_segments(segments_s: list[tuple[float, float]], n_frames: int,
-                               cfg: MelConfig = MelConfig()) -> np.ndarray:
-    """Per-frame 0/1 labels ``(n_frames,)`` from sung segments in seconds (frame centre inside)."""
-    times = cfg.frame_times(n_frames)  # (T,)
-    lab = np.zeros(n_frames, np.float32)
-    for a, b in segments_s:
-        lab[(times >= a) & (times < b)] = 1.0
-    return lab
 
 
 def _credits(songs_used: list[BackingSong], singers_used: dict[str, int], skipped: dict[str, str]) -> str:
@@ -656,9 +647,9 @@ def build_demo_corpus(out_dir: str | os.PathLike, *, seed: int = 0, minutes: flo
             (tmp / "labels" / f"{c.name}.lab").write_text("\n".join(_lab_lines(segments, mix.shape[0], sr)) + "\n")
             lists[split[c.song.slug]].append(fname)
             n_frames = max(0, 1 + (mix.shape[0] - mel.n_fft) // mel.hop_length)
-            fl = frame_labels_from_segments([(a / sr, b / sr) for a, b in segments], n_frames, mel)
-            used = [p for p, _ in zip(c.phrases, segments)]
-            for p, (a, b) in zip(used, segments):
+            fl = segments_to_frame_labels([(a / sr, b / sr) for a, b in segments], n_frames, mel)
+            used = [p for p, _ in zip(c.phrases, segments, strict=False)]
+            for p, (a, b) in zip(used, segments, strict=True):
                 singer_phrases[p.singer] = singer_phrases.get(p.singer, 0) + 1
                 singer_seconds[p.singer] = singer_seconds.get(p.singer, 0.0) + (b - a) / sr
             files.append({

@@ -299,7 +299,7 @@ class FormantSinger:
 
     def _vowel_filter(self, source: np.ndarray, vowel: str, sr: float) -> np.ndarray:
         freqs, levels, bws = _FORMANTS[self.voice][vowel]
-        sos = np.stack([_resonator_sos(f * self.formant_shift, b, sr) for f, b in zip(freqs, bws)])
+        sos = np.stack([_resonator_sos(f * self.formant_shift, b, sr) for f, b in zip(freqs, bws, strict=True)])
         # the cascade (serial) resonators give the formant levels by themselves; the table's levels
         # are used only to pick a brighter or darker spectral tilt for the vowel
         tilt_db = float(np.mean(levels[2:]))
@@ -427,7 +427,7 @@ class ChoirSinger:
         mono = audio.mean(axis=1)
         out = []
         rel = int(0.06 * sample_rate)
-        for st, ph in zip(starts, phrases):
+        for st, ph in zip(starts, phrases, strict=True):
             a = int(round(st * sr))
             b = int(round((st + ph.duration) * sr)) + rel
             seg = mono[a:b].copy()
