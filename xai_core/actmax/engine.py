@@ -145,10 +145,10 @@ def _row_bytes(classifier: Bundle, generator: Bundle) -> int:
             for sub in m.modules():
                 if not list(sub.children()):
                     handles.append(sub.register_forward_hook(hook))
-        dev = next(generator.model.parameters()).device
+        gp, cp = next(generator.model.parameters()), next(classifier.model.parameters())
         with torch.no_grad():
-            x = generator.model(torch.zeros(1, generator.model.z_dim, device=dev))
-            classifier.model(x.to(next(classifier.model.parameters()).device))
+            x = generator.model(torch.zeros(1, generator.model.z_dim, device=gp.device, dtype=gp.dtype))
+            classifier.model(x.to(cp.device, cp.dtype))
     finally:
         for h in handles:
             h.remove()
@@ -194,16 +194,17 @@ def _optimise_chunk(resp: Responder, rows: _Rows, *, snaps: Sequence[int], trace
         groups.setdefault(lr, []).append(i)
     perm = torch.tensor([i for idx in groups.values() for i in idx])
     inv = torch.argsort(perm)
-    parts = [rows.z0[idx].to(dev).clone().requires_grad_(True) for idx in groups.values()]  # (r_g, d)
+    dt = resp.dtype
+    parts = [rows.z0[idx].to(dev, dt).clone().requires_grad_(True) for idx in groups.values()]  # (r_g, d)
     opt = torch.optim.Adam([{"params": [p], "lr": lr} for p, lr in zip(parts, groups, strict=True)],
                            betas=(0.9, 0.999), eps=1e-8)
-    sign = rows.sign[perm].to(dev)  # (C,)
-    coef = rows.coef[perm].to(dev)  # (C,)
+    sign = rows.sign[perm].to(dev, dt)  # (C,)
+    coef = rows.coef[perm].to(dev, dt)  # (C,)
     n = len(rows)
     steps = max(snaps)
     snapset = set(snaps)
-    best_score = torch.full((n,), -math.inf, device=dev)
-    best_resp = torch.zeros(n, device=dev)
+    best_score = torch.full((n,), -math.inf, device=dev, dtype=dt)
+    best_resp = torch.zeros(n, device=dev, dtype=dt)
     best_z = torch.cat([p.detach() for p in parts]).clone()  # (C, d)
     best_step = torch.zeros(n, dtype=torch.long, device=dev)
     trace: list[torch.Tensor] = []
@@ -355,7 +356,7 @@ def reference_features(classifier: Bundle, reference: ReferenceSet, *, layer: st
     parts: dict[str, list[torch.Tensor]] = {}
     with frozen(classifier.model, dev) as clf, capture_activations(clf, names) as acts:
         for s in range(0, len(reference), batch):
-            x = reference.logmel[s:s + batch].to(dev)  # (b, T, M)
+            x = reference.logmel[s:s + batch].to(dev, next(clf.parameters()).dtype)  # (b, T, M)
             clf(classifier.normaliser.apply(x))
             b = x.shape[0]
             resp = acts[layer].reshape(b, -1)[:, unit]  # (b,)

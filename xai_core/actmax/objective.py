@@ -61,13 +61,27 @@ def frozen(model: nn.Module, device: torch.device) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
+def _layer_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """Per-example output shape of every addressable layer (in the model's own dtype and device)."""
+    p = next(model.parameters())
+    x = torch.zeros(1, 1, model.config.n_frames, model.config.n_mels, device=p.device, dtype=p.dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), capture_activations(model, model.layer_names) as acts:
+            model(x)
+    finally:
+        model.train(was_training)
+    return {n: tuple(acts[n].shape[1:]) for n in model.layer_names}
+
+
 def check_models(classifier: Bundle, generator: Bundle, layer: str, unit: int) -> int:
     """Validate the pair and the unit; return the layer's per-example size."""
     if classifier.kind != "classifier" or generator.kind != "generator":
         raise ParameterError(f"expected a classifier and a generator bundle, got {classifier.kind!r} "
                              f"and {generator.kind!r}")
     check_compatible(classifier, generator)
-    shapes = classifier.model.layer_shapes()
+    shapes = _layer_shapes(classifier.model)
     if layer not in shapes:
         raise ParameterError(f"unknown layer {layer!r}; valid layers: {list(shapes)}")
     size = math.prod(shapes[layer]) if shapes[layer] else 1
@@ -99,8 +113,9 @@ class Responder:
                  device: torch.device) -> None:
         self.classifier, self.generator = classifier, generator
         self.layer, self.unit, self.device = layer, unit, device
-        self.mean = classifier.normaliser.mean.to(device)
-        self.std = classifier.normaliser.std.to(device)
+        self.dtype = next(generator.model.parameters()).dtype  # float32 normally; float64 in exactness tests
+        self.mean = classifier.normaliser.mean.to(device, self.dtype)
+        self.std = classifier.normaliser.std.to(device, self.dtype)
 
     def __enter__(self) -> Responder:
         self._stack = []
@@ -144,7 +159,7 @@ def describe_codes(classifier: Bundle, generator: Bundle, z: torch.Tensor, *, la
     with frozen(classifier.model, device) as clf, frozen(generator.model, device) as gen, \
             capture_activations(clf, names) as acts:
         for s in range(0, z.shape[0], batch):
-            zb = z[s:s + batch].to(device)  # (b, d)
+            zb = z[s:s + batch].to(device, next(gen.parameters()).dtype)  # (b, d)
             x = gen(zb)  # (b, T, M)
             logit = clf(classifier.normaliser.apply(x))  # (b,)
             resp = acts[layer].reshape(zb.shape[0], -1)[:, unit]  # (b,)

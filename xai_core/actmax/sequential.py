@@ -31,7 +31,7 @@ def run_am_sequential(classifier: Bundle, generator: Bundle, config: AMConfig, *
     traces = []
     with Responder(classifier, generator, layer=config.layer, unit=config.unit, device=dev) as resp:
         for i in range(config.n_examples):
-            z = z0[i:i + 1].to(dev).clone().requires_grad_(True)  # (1, d)
+            z = z0[i:i + 1].to(dev, resp.dtype).clone().requires_grad_(True)  # (1, d)
             opt = torch.optim.Adam([z], lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
             best = (-math.inf, None, None, 0)
             trace = []
@@ -39,11 +39,11 @@ def run_am_sequential(classifier: Bundle, generator: Bundle, config: AMConfig, *
                 with torch.set_grad_enabled(t < config.n_iter):
                     a = resp(z)  # (1,)
                     score = sign * a - coef * (z * z).sum(1)  # (1,)
-                s = float(score)
+                s = float(score.detach())
                 if t % trace_every == 0:
-                    trace.append(float(a))
+                    trace.append(float(a.detach()))
                 if s > best[0]:
-                    best = (s, z.detach().clone(), float(a), t)
+                    best = (s, z.detach().clone(), float(a.detach()), t)
                 if t == config.n_iter:
                     break
                 opt.zero_grad()
@@ -51,12 +51,12 @@ def run_am_sequential(classifier: Bundle, generator: Bundle, config: AMConfig, *
                 opt.step()
             for k, v in (("z_best", best[1][0]), ("score_best", best[0]), ("response_best", best[2]),
                          ("best_step", best[3]), ("z_last", z.detach()[0].clone()), ("score_last", s),
-                         ("response_last", float(a))):
+                         ("response_last", float(a.detach()))):
                 snap.setdefault(k, []).append(v)
             traces.append(trace)
     out = {k: (torch.stack(v).cpu() if k.startswith("z_") else
-               torch.tensor(v, dtype=torch.long if k == "best_step" else torch.float32)) for k, v in snap.items()}
+               torch.tensor(v, dtype=torch.long if k == "best_step" else resp.dtype)) for k, v in snap.items()}
     described = describe_codes(classifier, generator, out["z_best"], layer=config.layer, unit=config.unit,
                                device=dev)
-    return _assemble(config, out, torch.tensor(traces), described, seconds=time.perf_counter() - t0,
+    return _assemble(config, out, torch.tensor(traces, dtype=resp.dtype), described, seconds=time.perf_counter() - t0,
                      device=dev, trace_every=trace_every)
