@@ -1,0 +1,24 @@
+"""Vocal XAI Studio: the Streamlit entry point (``make run`` / ``streamlit run app.py``).
+
+Navigation is declared here with ``st.navigation`` + ``st.Page`` only (calling it switches off
+Streamlit's automatic ``pages/`` discovery); the shared sidebar is drawn on every page.
+No computation happens here.
+"""
+
+import streamlit as st
+
+from ui import sidebar
+
+st.set_page_config(page_title="Vocal XAI Studio", page_icon="🎤", layout="wide")
+
+PAGES = [
+    st.Page("pages/models.py", title="Models", icon="🧩", url_path="models", default=True),
+    st.Page("pages/actmax.py", title="Activation maximisation", icon="🎯", url_path="actmax"),
+    st.Page("pages/fid_grid.py", title="FID grid", icon="🔥", url_path="fid-grid"),
+    st.Page("pages/listen.py", title="Listen & compare", icon="🎧", url_path="listen"),
+    st.Page("pages/runs.py", title="Runs", icon="🗂️", url_path="runs"),
+]
+
+page = st.navigation(PAGES, position="sidebar")
+sidebar.render()
+page.run()

@@ -1,0 +1,63 @@
+"""Models: choose classifier / generator / reference set, inspect them, sanity-check them."""
+
+import numpy as np
+import streamlit as st
+
+from ui import compute, display, state, texts
+from ui.model_picker import bundle_summary, picker
+from xai_core.audio.io import load_audio_bytes
+
+st.title("Models")
+st.info(texts.MODELS)
+if state.missing_demo():
+    st.warning(f"The bundled demo models are missing in `{state.demo_folder()}`. {state.BUILD_HINT} "
+               "You can still upload bundles below.")
+ld = state.loaded()
+for role, tab in zip(state.ROLES, st.tabs(["Classifier", "Generator", "Reference excerpts"]), strict=True):
+    with tab:
+        picker(role)
+        if role in ld.errors:
+            st.error(f"The {role} could not be loaded: {ld.errors[role]}")
+        obj = getattr(ld, role)
+        if obj is not None and role != "reference":
+            bundle_summary(obj)
+        elif obj is not None:
+            st.write(f"{len(obj)} excerpts, {int(obj.labels.sum())} labelled vocal. Info: {obj.info}")
+
+st.header("Sanity checks")
+if ld.classifier is None:
+    st.stop()
+clf = ld.classifier
+st.subheader("Classify audio")
+up = st.file_uploader("An audio file (wav, flac, ogg, mp3)", type=["wav", "flac", "ogg", "mp3"], key="audio_up")
+with display.errors_shown("Could not classify the file"):
+    if up is not None:
+        wave = load_audio_bytes(up.getvalue(), name=up.name, sample_rate=clf.mel.sample_rate, max_seconds=600)
+        times, p = compute.classify_wave(clf.identity, state.digest(up.getvalue()), clf, wave)
+        st.plotly_chart(display.waveform_prob_figure(wave, clf.mel.sample_rate, times, p), key="wave_fig")
+        st.audio(up.getvalue())
+        st.caption(f"Mean p(vocal) {p.mean():.2f}; {np.mean(p > 0.5):.0%} of frames above 0.5 (no labels known).")
+    elif ld.reference is not None:
+        i = int(st.number_input(f"…or a demo excerpt (0 … {len(ld.reference) - 1})", 0, len(ld.reference) - 1, 0))
+        x = ld.reference.logmel[i].numpy()  # (T, M)
+        wave = display.invert(x[None], clf.mel.to_dict(), display.PREVIEW_GL_ITERS)[0]
+        times, p = compute.classify_wave(clf.identity, f"ref{compute.ref_key(ld.reference)}:{i}", clf, wave)
+        label = np.full_like(p, float(ld.reference.labels[i]))
+        st.plotly_chart(display.waveform_prob_figure(wave, clf.mel.sample_rate, times, p, label), key="ex_fig")
+        st.audio(display.wav_set(wave[None], clf.mel.sample_rate)[0])
+        st.caption(f"{ld.reference.sources[i]} · label at the centre: "
+                   f"{'singing' if ld.reference.labels[i] > 0.5 else 'no singing'} (label drawn over the "
+                   f"excerpt) · audio re-synthesised from the log-mel ({display.PREVIEW_GL_ITERS} Griffin-Lim iterations)")
+
+st.subheader("Generator samples")
+if ld.generator is not None and not ld.compatible_error:
+    c1, c2 = st.columns(2)
+    n = int(c1.slider("Samples", 1, 16, 8))
+    seed = int(c2.number_input("Sample seed", 0, 10**6, 0))
+    with display.errors_shown("Could not sample the generator"):
+        x, p = compute.generator_samples(clf.identity, ld.generator.identity, n, seed, clf, ld.generator)
+        display.show_figure(display.spectrogram_grid(x, clf.mel, titles=[f"p(vocal) {v:.2f}" for v in p]))
+        wavs = display.wav_set(display.invert(x, clf.mel.to_dict(), display.PREVIEW_GL_ITERS), clf.mel.sample_rate)
+        display.players(wavs, [f"sample {i}: p(vocal) {v:.2f}" for i, v in enumerate(p)], key="gen")
+elif ld.compatible_error:
+    st.error(ld.compatible_error)
