@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "xai_core.data.cli",
     "xai_core.actmax.cli",
     "xai_core.store.cli",
+    "xai_core.train.cli",
 )
 
 

@@ -1,0 +1,370 @@
+"""``python -m xai_core train classifier|gan|reference`` and ``python -m xai_core eval classifier``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+
+def _command_line() -> str:
+    return "python -m xai_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _setup_torch(args) -> None:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        if torch.cuda.is_available():
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.backends.cudnn.benchmark = False
+
+
+def _corpus_info(root: Path) -> dict:
+    info = {"path": str(root)}
+    cj = root / "corpus.json"
+    if cj.is_file():
+        c = json.loads(cj.read_text())
+        info.update({"corpus_seed": c.get("seed"), "corpus_version": c.get("corpus_version"),
+                     "generator": c.get("generator"), "totals": c.get("totals")})
+    return info
+
+
+def _bar(desc: str, total: int | None = None):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, mininterval=1.0)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="feature cache folder")
+    p.add_argument("--no-deterministic", dest="deterministic", action="store_false",
+                   help="allow non-deterministic kernels")
+
+
+def register(sub) -> None:
+    tr = sub.add_parser("train", help="train the classifier or the spectrogram GAN; build a reference set")
+    tsub = tr.add_subparsers(dest="train_command", metavar="WHAT", required=True)
+
+    c = tsub.add_parser("classifier", help="train an SVDNet singing-voice detector (paper recipe)")
+    c.add_argument("--data", type=Path, required=True, help="corpus folder (Jamendo layout)")
+    c.add_argument("--out", type=Path, required=True, help="output bundle (.safetensors)")
+    c.add_argument("--preset", default="lite", help="SVDNet preset: paper, lite, tiny")
+    c.add_argument("--epochs", type=int, default=20)
+    c.add_argument("--batches-per-epoch", type=int, default=2000)
+    c.add_argument("--batch-size", type=int, default=32)
+    c.add_argument("--lr", type=float, default=0.01)
+    c.add_argument("--lr-decay", type=float, default=0.85, help="learning-rate factor per epoch")
+    c.add_argument("--momentum", type=float, default=0.95)
+    c.add_argument("--no-nesterov", dest="nesterov", action="store_false")
+    c.add_argument("--label-smoothing", type=float, default=0.02, help="targets 0.02/0.98; 0 = hard")
+    c.add_argument("--dropout", type=float, default=0.5)
+    c.add_argument("--no-augment", action="store_true", help="switch all augmentation off")
+    c.add_argument("--pitch-shift", type=float, default=0.3, help="max pitch shift (fraction)")
+    c.add_argument("--time-stretch", type=float, default=0.3, help="max time stretch (fraction)")
+    c.add_argument("--filter-db", type=float, default=10.0, help="max random filter gain (dB)")
+    c.add_argument("--median-frames", type=int, default=56)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--checkpoint", type=Path, default=None, help="training checkpoint (default OUT.ckpt.pt)")
+    c.add_argument("--resume", action="store_true", help="continue from the checkpoint if present")
+    c.add_argument("--float16", action="store_true", help="store the weights as float16")
+    _common(c)
+    c.set_defaults(func=_train_classifier)
+
+    g = tsub.add_parser("gan", help="train the spectrogram GAN and report its sample quality")
+    g.add_argument("--data", type=Path, required=True, help="corpus folder (Jamendo layout); trains on train")
+    g.add_argument("--classifier", type=Path, required=True, help="classifier bundle (normaliser, quality)")
+    g.add_argument("--out", type=Path, required=True, help="output generator bundle (.safetensors)")
+    g.add_argument("--preset", default="lite", help="generator preset: paper, lite, tiny")
+    g.add_argument("--critic-preset", default=None, help="discriminator preset (default: --preset)")
+    g.add_argument("--loss", default="hinge", choices=("hinge", "wgan-gp"))
+    g.add_argument("--steps", type=int, default=6000)
+    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--critic-steps", type=int, default=1)
+    g.add_argument("--lr-g", type=float, default=2e-4)
+    g.add_argument("--lr-d", type=float, default=2e-4)
+    g.add_argument("--beta1", type=float, default=0.0)
+    g.add_argument("--beta2", type=float, default=0.9)
+    g.add_argument("--gp-weight", type=float, default=10.0)
+    g.add_argument("--ema", type=float, default=0.999, help="generator weight averaging (0 = off)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--checkpoint", type=Path, default=None, help="training checkpoint (default OUT.ckpt.pt)")
+    g.add_argument("--checkpoint-every", type=int, default=250)
+    g.add_argument("--resume", action="store_true")
+    g.add_argument("--sample-dir", type=Path, default=None, help="write a sample grid PNG every --sample-every steps")
+    g.add_argument("--sample-every", type=int, default=500)
+    g.add_argument("--report-n", type=int, default=1000, help="excerpts per set for the quality report")
+    g.add_argument("--report-data", type=Path, default=None,
+                   help="corpus whose test split gives the real excerpts of the report (default --data)")
+    g.add_argument("--artefacts", type=Path, default=None,
+                   help="folder for samples.png and samples_*.wav of the final generator")
+    g.add_argument("--n-wavs", type=int, default=6)
+    g.add_argument("--float16", action="store_true", help="store the weights as float16")
+    _common(g)
+    g.set_defaults(func=_train_gan)
+
+    r = tsub.add_parser("reference", help="write a reference set of real excerpts with classifier responses")
+    r.add_argument("--data", type=Path, required=True)
+    r.add_argument("--classifier", type=Path, required=True)
+    r.add_argument("--out", type=Path, required=True, help="reference .safetensors")
+    r.add_argument("--n", type=int, default=384, help="excerpts in the set")
+    r.add_argument("--extremes", type=int, default=64, help="most- and least-vocal excerpts included (each)")
+    r.add_argument("--candidates", type=int, default=6000, help="random excerpts scored to choose from")
+    r.add_argument("--seed", type=int, default=0)
+    _common(r)
+    r.set_defaults(func=_reference)
+
+    ev = sub.add_parser("eval", help="evaluate models")
+    esub = ev.add_subparsers(dest="eval_command", metavar="WHAT", required=True)
+    e = esub.add_parser("classifier", help="frame-wise evaluation of a classifier bundle on a corpus")
+    e.add_argument("bundle", type=Path)
+    e.add_argument("--data", type=Path, required=True, help="corpus folder (Jamendo layout)")
+    e.add_argument("--split", default="test", choices=("train", "valid", "test", "all"),
+                   help="split to test on (default test)")
+    e.add_argument("--threshold", default="tune",
+                   help="'tune' (on the corpus's valid split), 'bundle' (the bundle's stored one) or a number")
+    e.add_argument("--median-frames", type=int, default=56)
+    e.add_argument("--key", default=None, help="metrics key in the bundle (default eval:<folder name>:<split>)")
+    e.add_argument("--no-write", action="store_true", help="do not write the metrics into the bundle")
+    e.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
+    _common(e)
+    e.set_defaults(func=_eval_classifier)
+
+
+# --------------------------------------------------------------------------- handlers
+
+def _train_classifier(args) -> int:
+    import torch
+
+    from xai_core.audio.config import MelConfig
+    from xai_core.checkpoints import default_provenance, save_bundle
+    from xai_core.train.augment import AugmentConfig
+    from xai_core.train.classifier import ClassifierTrainConfig, resolve_device, train_classifier
+    from xai_core.train.data import load_split
+    from xai_core.train.evaluate import evaluate_classifier
+
+    _setup_torch(args)
+    mel = MelConfig()
+    aug = AugmentConfig.none() if args.no_augment else AugmentConfig(
+        pitch_shift=args.pitch_shift, time_stretch=args.time_stretch, filter_db=args.filter_db)
+    cfg = ClassifierTrainConfig(
+        preset=args.preset, epochs=args.epochs, batches_per_epoch=args.batches_per_epoch,
+        batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay, momentum=args.momentum,
+        nesterov=args.nesterov, label_smoothing=args.label_smoothing, dropout=args.dropout, augment=aug,
+        seed=args.seed, median_frames=args.median_frames)
+    t0 = time.perf_counter()
+    train = load_split(args.data, "train", mel=mel, cache_dir=args.cache_dir)
+    valid = load_split(args.data, "valid", mel=mel, cache_dir=args.cache_dir)
+    test = load_split(args.data, "test", mel=mel, cache_dir=args.cache_dir)
+    print(f"data: {len(train)} train / {len(valid)} valid / {len(test)} test files, "
+          f"{sum(t.frames for t in train)} train frames ({time.perf_counter() - t0:.1f} s)")
+    ckpt = args.checkpoint or args.out.with_name(args.out.name + ".ckpt.pt")
+    dev = resolve_device(args.device)
+    bar = _bar(f"classifier {cfg.preset}", cfg.epochs * cfg.batches_per_epoch)
+    last_valid: dict = {}
+
+    def progress(done, total, info):
+        if info.get("epoch_done"):
+            v = info.get("valid") or {}
+            last_valid.update(v)
+            bar.write(f"epoch {info['epoch']}: loss {info['train_loss']:.4f}, lr {info['lr']:.5f}"
+                      + (f", valid error {v['error']:.2%} (raw {v['raw_error']:.2%}), AUC {v['auc']:.4f}"
+                         if v else "") + f", {info['seconds']:.0f} s")
+        post = {"ep": info["epoch"], "loss": f"{info.get('loss', info.get('train_loss', 0)):.4f}"}
+        if last_valid:
+            post["val_err"] = f"{last_valid['error']:.2%}"
+        bar.set_postfix(post, refresh=False)
+        bar.update(done - bar.n)
+        return True
+
+    try:
+        run = train_classifier(train, valid, cfg, mel=mel, device=dev, checkpoint=ckpt, resume=args.resume,
+                               progress=progress)
+    finally:
+        bar.close()
+    report = evaluate_classifier(run.model, run.normaliser, valid=valid, test=test,
+                                 median_frames=cfg.median_frames, device=dev)
+    print(report.table())
+    metrics = {"eval": {"data": str(args.data), "split": "test", **report.to_dict()},
+               "history": run.history, "train_seconds": round(run.seconds, 1)}
+    prov = default_provenance(command=_command_line(), seed=cfg.seed, data=_corpus_info(args.data),
+                              train_config=cfg.to_dict(), device=str(dev), threads=torch.get_num_threads(),
+                              weights_dtype="float16" if args.float16 else "float32")
+    save_bundle(args.out, model=run.model.cpu(), kind="classifier", mel=mel, normaliser=run.normaliser,
+                preset=cfg.preset, provenance=prov, metrics=metrics,
+                dtype=torch.float16 if args.float16 else None)
+    print(f"wrote {args.out} (test error {report.test['error']:.2%}, F1 {report.test['f1']:.4f}, "
+          f"AUC {report.test['roc_auc']:.4f}; training {run.seconds:.0f} s)")
+    return 0
+
+
+def _eval_classifier(args) -> int:
+    from xai_core.checkpoints import load_bundle, update_bundle_metadata
+    from xai_core.errors import ParameterError
+    from xai_core.train.classifier import resolve_device
+    from xai_core.train.data import load_split
+    from xai_core.train.evaluate import evaluate_classifier
+
+    _setup_torch(args)
+    dev = resolve_device(args.device)
+    b = load_bundle(args.bundle, device=dev, expected_kind="classifier")
+    if b.normaliser is None:
+        raise ParameterError(f"{args.bundle}: classifier bundle has no normaliser")
+    test = load_split(args.data, args.split, mel=b.mel, cache_dir=args.cache_dir)
+    valid: list = []
+    threshold: float | None
+    if args.threshold == "tune":
+        valid = load_split(args.data, "valid", mel=b.mel, cache_dir=args.cache_dir)
+        threshold = None
+    elif args.threshold == "bundle":
+        try:
+            threshold = float(b.metrics["eval"]["threshold"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ParameterError(f"{args.bundle}: has no stored threshold (metrics.eval.threshold)") from exc
+    else:
+        try:
+            threshold = float(args.threshold)
+        except ValueError as exc:
+            raise ParameterError(f"--threshold {args.threshold!r}: expected tune, bundle or a number") from exc
+    bar = _bar("eval", None)
+
+    def progress(done, total, info):
+        bar.total = total
+        bar.update(done - bar.n)
+        return True
+
+    try:
+        report = evaluate_classifier(b.model, b.normaliser, valid=valid, test=test, threshold=threshold,
+                                     median_frames=args.median_frames, device=dev, progress=progress)
+    finally:
+        bar.close()
+    print(report.table())
+    key = args.key or f"eval:{args.data.resolve().name}:{args.split}"
+    doc = {"data": str(args.data), "split": args.split, "threshold_source": args.threshold,
+           "corpus": _corpus_info(args.data), **report.to_dict()}
+    if not args.no_write:
+        update_bundle_metadata(args.bundle, metrics={key: doc})
+        print(f"metrics written to {args.bundle} under {key!r}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+    return 0
+
+
+def _train_gan(args) -> int:
+    import torch
+
+    from xai_core.checkpoints import default_provenance, load_bundle, save_bundle
+    from xai_core.train.classifier import resolve_device
+    from xai_core.train.data import load_split
+    from xai_core.train.gan import (
+        GanTrainConfig,
+        format_quality,
+        gan_quality_report,
+        generate,
+        random_excerpts,
+        train_gan,
+    )
+    from xai_core.train.samples import save_spectrogram_grid
+
+    _setup_torch(args)
+    dev = resolve_device(args.device)
+    clf = load_bundle(args.classifier, device=dev, expected_kind="classifier")
+    if clf.normaliser is None:
+        from xai_core.errors import ParameterError
+
+        raise ParameterError(f"{args.classifier}: classifier bundle has no normaliser")
+    mel = clf.mel
+    cfg = GanTrainConfig(preset=args.preset, critic_preset=args.critic_preset or args.preset, loss=args.loss,
+                         steps=args.steps, batch_size=args.batch_size, critic_steps=args.critic_steps,
+                         lr_g=args.lr_g, lr_d=args.lr_d, beta1=args.beta1, beta2=args.beta2,
+                         gp_weight=args.gp_weight, ema_decay=args.ema, seed=args.seed,
+                         sample_every=args.sample_every if args.sample_dir else 0,
+                         checkpoint_every=args.checkpoint_every)
+    train = load_split(args.data, "train", mel=mel, cache_dir=args.cache_dir)
+    ckpt = args.checkpoint or args.out.with_name(args.out.name + ".ckpt.pt")
+    bar = _bar(f"gan {cfg.preset}", cfg.steps)
+
+    def progress(done, total, info):
+        bar.set_postfix({"d": f"{info['d_loss']:.3f}", "g": f"{info['g_loss']:.3f}"}, refresh=False)
+        bar.update(done - bar.n)
+        return True
+
+    def hook(step, x):
+        p = torch.sigmoid(clf.model(clf.normaliser.apply(x.to(dev)))).cpu()
+        save_spectrogram_grid(x, args.sample_dir / f"samples_{step:06d}.png",
+                              titles=[f"p={v:.2f}" for v in p.tolist()], mel=mel,
+                              suptitle=f"step {step}")
+
+    try:
+        run = train_gan(train, clf.normaliser, cfg, mel=mel, device=dev, checkpoint=ckpt, resume=args.resume,
+                        progress=progress, sample_hook=hook if args.sample_dir else None)
+    finally:
+        bar.close()
+    report_root = args.report_data or args.data
+    real_tracks = load_split(report_root, "test", mel=mel, cache_dir=args.cache_dir)
+    real, _, _ = random_excerpts(real_tracks, 2 * args.report_n, seed=args.seed, frames=mel.excerpt_frames)
+    quality = gan_quality_report(run.generator, clf.model, clf.normaliser, real, n=args.report_n, seed=args.seed)
+    quality["real_data"] = f"{report_root} (test split)"
+    print(format_quality(quality))
+    metrics = {"quality": quality, "history": run.history, "train_seconds": round(run.seconds, 1),
+               "classifier_identity": clf.identity}
+    prov = default_provenance(command=_command_line(), seed=cfg.seed, data=_corpus_info(args.data),
+                              classifier=str(args.classifier), train_config=cfg.to_dict(), device=str(dev),
+                              threads=torch.get_num_threads(),
+                              weights_dtype="float16" if args.float16 else "float32")
+    save_bundle(args.out, model=run.generator.cpu(), kind="generator", mel=mel, normaliser=clf.normaliser,
+                preset=cfg.preset, provenance=prov, metrics=metrics,
+                dtype=torch.float16 if args.float16 else None)
+    print(f"wrote {args.out} (training {run.seconds:.0f} s)")
+    if args.artefacts:
+        from xai_core.train.samples import save_wavs
+
+        gen = run.generator.to(dev)
+        x = generate(gen, 16, seed=args.seed + 7)  # (16, T, M)
+        p = torch.sigmoid(clf.model(clf.normaliser.apply(x.to(dev)))).cpu()
+        save_spectrogram_grid(x, args.artefacts / "samples.png", titles=[f"p(vocal)={v:.2f}" for v in p.tolist()],
+                              mel=mel, suptitle=f"generator samples, z seed {args.seed + 7}")
+        order = torch.argsort(p, descending=True).tolist()
+        k = max(1, args.n_wavs // 2)
+        pick = order[:k] + order[-k:]
+        names = [args.artefacts / f"samples_{'vocal' if j < k else 'nonvocal'}_{j % k + 1}.wav"
+                 for j in range(len(pick))]
+        save_wavs(x[pick], names, mel=mel)
+        print(f"wrote samples.png and {len(names)} WAVs to {args.artefacts} "
+              f"(p(vocal) of the WAVs: {[round(float(p[i]), 3) for i in pick]})")
+    return 0
+
+
+def _reference(args) -> int:
+    import torch
+
+    from xai_core.assets import ReferenceSet
+    from xai_core.checkpoints import load_bundle
+    from xai_core.train.classifier import resolve_device
+    from xai_core.train.data import load_split
+    from xai_core.train.reference import select_reference
+
+    _setup_torch(args)
+    dev = resolve_device(args.device)
+    clf = load_bundle(args.classifier, device=dev, expected_kind="classifier")
+    tracks = load_split(args.data, "train", mel=clf.mel, cache_dir=args.cache_dir) + \
+        load_split(args.data, "valid", mel=clf.mel, cache_dir=args.cache_dir)
+    ref: ReferenceSet = select_reference(tracks, clf.model, clf.normaliser, n=args.n, extremes=args.extremes,
+                                         candidates=args.candidates, seed=args.seed, mel=clf.mel)
+    ref.info.update({"data": _corpus_info(args.data), "classifier_identity": clf.identity,
+                     "command": _command_line()})
+    ref.save(args.out)
+    lg = torch.tensor(ref.info["logits"])
+    print(f"wrote {args.out}: {len(ref)} excerpts, {int(ref.labels.sum())} labelled vocal, logits "
+          f"{float(lg.min()):.2f} .. {float(lg.max()):.2f}")
+    return 0
