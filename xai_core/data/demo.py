@@ -492,7 +492,7 @@ def _mix_clip(c: _ClipPlan, cfg: DemoConfig) -> tuple[np.ndarray, list[tuple[int
     peak = float(np.max(np.abs(mix))) if n else 0.0
     out_gain = min(1.0, 0.99 / peak) if peak > 0 else 1.0
     mix *= out_gain
-    stats = {"output_gain_db": round(20 * math.log10(out_gain), 3),
+    stats = {"output_gain_db": round(20 * math.log10(out_gain), 6),
              "peak_before_gain": round(peak, 4),
              "backing_rms_db": round(20 * math.log10(max(acc_rms_clip, 1e-9)), 2)}
     return mix.astype(np.float32), segments, stats
@@ -660,7 +660,7 @@ def build_demo_corpus(out_dir: str | os.PathLike, *, seed: int = 0, minutes: flo
                 "vocal_fraction": round(sum(b - a for a, b in segments) / max(mix.shape[0], 1), 4),
                 "vocal_fraction_frames": round(float(fl.mean()) if n_frames else 0.0, 4),
                 "vocal_to_backing_db": round(c.vocal_to_backing_db, 2),
-                "guitar_gain_db": round(c.guitar_gain_db, 2), **stats,
+                "guitar_gain_db": round(c.guitar_gain_db, 6), **stats,
             })
             tick({"stage": "mix", "file": fname})
         for k, v in lists.items():

