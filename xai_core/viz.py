@@ -1,0 +1,397 @@
+"""Figure builders: matplotlib for spectrograms and waveforms, plotly for interactive tables.
+
+No streamlit here: the UI displays what these return.  Matplotlib figures are built with
+:class:`matplotlib.figure.Figure` directly, never through ``pyplot``, so no global figure
+state is touched (safe in Streamlit's threads) and nothing needs closing: a figure is freed
+when the last reference to it goes.  Inputs may be numpy arrays or torch tensors (any device).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from matplotlib.figure import Figure
+
+from xai_core.audio.config import MelConfig
+from xai_core.errors import ParameterError
+
+__all__ = [
+    "mel_band_centres",
+    "hz_to_band_position",
+    "spectrogram_figure",
+    "spectrogram_grid",
+    "waveform_prob_figure",
+    "mean_band_profile_figure",
+    "fid_heatmap",
+    "score_trace_figure",
+    "prob_histogram_figure",
+]
+
+HZ_TICKS = (100, 250, 500, 1000, 2000, 4000, 8000)  # candidate tick frequencies, Hz
+LOG_MEL_LABEL = "log mel (natural log of magnitude)"
+
+
+def _np(x, name: str) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    a = np.asarray(x, dtype=np.float64)
+    if a.size and not np.isfinite(a).all():
+        raise ParameterError(f"{name} contains NaN or infinite values")
+    return a
+
+
+def _hz_to_mel(f):
+    return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)  # HTK, like the filterbank
+
+
+def mel_band_centres(cfg: MelConfig = MelConfig()) -> np.ndarray:
+    """Centre frequency in Hz of each mel band, shape ``(n_mels,)`` (HTK mel scale)."""
+    lo, hi = _hz_to_mel(cfg.fmin), _hz_to_mel(cfg.fmax)
+    mels = np.linspace(lo, hi, cfg.n_mels + 2)[1:-1]
+    return 700.0 * (10 ** (mels / 2595.0) - 1.0)
+
+
+def hz_to_band_position(freqs, cfg: MelConfig = MelConfig()) -> np.ndarray:
+    """Fractional band index of frequencies in Hz (linear in mel between band centres).
+
+    Frequencies outside the band centres' range extrapolate linearly in mel.
+    """
+    lo, hi = _hz_to_mel(cfg.fmin), _hz_to_mel(cfg.fmax)
+    step = (hi - lo) / (cfg.n_mels + 1)  # mel distance between neighbouring band centres
+    return (_hz_to_mel(freqs) - lo) / step - 1.0
+
+
+def _hz_label(f: float) -> str:
+    return f"{f / 1000:g} kHz" if f >= 1000 else f"{f:g} Hz"
+
+
+def _mel_ticks(cfg: MelConfig) -> tuple[np.ndarray, list[str]]:
+    """Tick positions (band index) and labels for the candidate frequencies on the axis.
+
+    The axis shows band cells ``-0.5 .. n_mels - 0.5``; ``fmax`` itself (8 kHz by default) is
+    the upper edge of the top filter, at position ``n_mels``.  Ticks up to half a band outside
+    the cells are drawn at the axis edge (8 kHz sits 0.5 band above the top cell's edge,
+    about 130 Hz), the rest are dropped.
+    """
+    pos = hz_to_band_position(np.array(HZ_TICKS, dtype=float), cfg)
+    keep = (pos >= -1.0) & (pos <= cfg.n_mels)
+    pos = np.clip(pos[keep], -0.5, cfg.n_mels - 0.5)
+    return pos, [_hz_label(f) for f, k in zip(HZ_TICKS, keep, strict=True) if k]
+
+
+def _set_mel_axis(ax, cfg: MelConfig, *, axis: str = "y") -> None:
+    pos, labels = _mel_ticks(cfg)
+    if axis == "y":
+        ax.set_yticks(pos, labels)
+        ax.set_ylim(-0.5, cfg.n_mels - 0.5)
+        ax.set_ylabel("frequency (Hz, mel scale)")
+    else:
+        ax.set_xticks(pos, labels)
+        ax.set_xlim(-0.5, cfg.n_mels - 0.5)
+        ax.set_xlabel("frequency (Hz, mel scale)")
+
+
+def _check_logmel(log_mel, cfg: MelConfig, name: str = "log_mel") -> np.ndarray:
+    x = _np(log_mel, name)
+    if x.ndim == 3 and x.shape[0] == 1:
+        x = x[0]  # (1, T, M) -> (T, M)
+    if x.ndim != 2 or x.shape[1] != cfg.n_mels:
+        raise ParameterError(f"{name} must be (T, {cfg.n_mels}) time x mel, got shape {x.shape}")
+    return x
+
+
+def _draw_spectrogram(ax, x: np.ndarray, cfg: MelConfig, vmin, vmax):
+    t = cfg.frame_times(x.shape[0])  # (T,) frame centres, s
+    dt = cfg.hop_length / cfg.sample_rate
+    extent = (t[0] - dt / 2, t[-1] + dt / 2, -0.5, cfg.n_mels - 0.5)
+    im = ax.imshow(x.T, origin="lower", aspect="auto", extent=extent, cmap="magma",
+                   vmin=vmin, vmax=vmax, interpolation="nearest")  # (M, T) image
+    ax.set_xlabel("time (s)")
+    _set_mel_axis(ax, cfg)
+    return im
+
+
+def spectrogram_figure(log_mel, *, cfg: MelConfig = MelConfig(), title: str | None = None, ax=None,
+                       vmin: float | None = None, vmax: float | None = None) -> Figure:
+    """Log-mel spectrogram: time in seconds on x, Hz on a mel-spaced y axis, colourbar in log units.
+
+    Parameters
+    ----------
+    log_mel : array, shape ``(T, n_mels)`` (or ``(1, T, n_mels)``), natural-log mel
+    cfg : MelConfig
+    title : str, optional
+    ax : matplotlib Axes, optional
+        Draw into this axes (its figure gets the colourbar); a new figure otherwise.
+    vmin, vmax : float, optional
+        Colour range in log units (default: the data's range); pass the same values to make
+        several figures comparable.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    x = _check_logmel(log_mel, cfg)
+    if ax is None:
+        fig = Figure(figsize=(7, 3.2), layout="constrained")
+        ax = fig.add_subplot()
+    else:
+        fig = ax.figure
+    im = _draw_spectrogram(ax, x, cfg, vmin, vmax)
+    fig.colorbar(im, ax=ax, label=LOG_MEL_LABEL)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def spectrogram_grid(log_mels: Sequence, titles: Sequence[str] | None = None, *, cfg: MelConfig = MelConfig(),
+                     ncols: int = 4, vmin: float | None = None, vmax: float | None = None) -> Figure:
+    """Several spectrograms on one shared colour scale, one colourbar for all.
+
+    Parameters
+    ----------
+    log_mels : sequence of arrays ``(T, n_mels)`` or an array ``(N, T, n_mels)``
+    titles : sequence of str, optional, one per spectrogram
+    ncols : int, panels per row
+    vmin, vmax : float, optional, default the range over all panels
+
+    Returns
+    -------
+    matplotlib.figure.Figure with ``N`` spectrogram axes plus one colourbar axes.
+    """
+    xs = [_check_logmel(x, cfg, f"log_mels[{i}]") for i, x in enumerate(log_mels)]
+    if not xs:
+        raise ParameterError("spectrogram_grid needs at least one spectrogram")
+    if ncols < 1:
+        raise ParameterError(f"ncols must be >= 1, got {ncols}")
+    if titles is not None and len(titles) != len(xs):
+        raise ParameterError(f"got {len(titles)} titles for {len(xs)} spectrograms")
+    vmin = min(float(x.min()) for x in xs) if vmin is None else vmin
+    vmax = max(float(x.max()) for x in xs) if vmax is None else vmax
+    ncols = min(ncols, len(xs))
+    nrows = -(-len(xs) // ncols)
+    fig = Figure(figsize=(3.2 * ncols + 1.0, 2.6 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=False, sharey=True)
+    im = None
+    for i, ax in enumerate(axes.flat):
+        if i >= len(xs):
+            fig.delaxes(ax)
+            continue
+        im = _draw_spectrogram(ax, xs[i], cfg, vmin, vmax)
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=9)
+        if i % ncols:
+            ax.set_ylabel("")
+        if i < len(xs) - ncols:
+            ax.set_xlabel("")
+    fig.colorbar(im, ax=[a for a in axes.flat if a.figure is fig and a in fig.axes], label=LOG_MEL_LABEL)
+    return fig
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, stop)`` index runs where a boolean array is True."""
+    m = np.concatenate([[False], mask.astype(bool), [False]])
+    edges = np.flatnonzero(np.diff(m.astype(np.int8)))
+    return list(zip(edges[::2], edges[1::2], strict=True))
+
+
+def waveform_prob_figure(wave, frame_probs, *, cfg: MelConfig = MelConfig(), labels=None,
+                         threshold: float = 0.5, title: str | None = None) -> Figure:
+    """Waveform above the per-frame p(vocal) curve, ground-truth vocal frames shaded.
+
+    Parameters
+    ----------
+    wave : array ``(n_samples,)`` at ``cfg.sample_rate``
+    frame_probs : array ``(T,)`` of probabilities in ``[0, 1]``, frame ``i`` centred at
+        ``cfg.frame_times(T)[i]``
+    labels : array ``(T,)`` of 0/1 ground truth, optional; vocal frames are shaded on both axes
+    threshold : float, drawn as a dashed line on the probability axes
+
+    Returns
+    -------
+    matplotlib.figure.Figure with two axes (waveform, probability) sharing the time axis.
+    """
+    w = _np(wave, "wave").reshape(-1)
+    p = _np(frame_probs, "frame_probs").reshape(-1)
+    if p.size and (p.min() < 0 or p.max() > 1):
+        raise ParameterError(f"frame_probs must lie in [0, 1], got range [{p.min():.3g}, {p.max():.3g}]")
+    if not 0 <= threshold <= 1:
+        raise ParameterError(f"threshold must lie in [0, 1], got {threshold}")
+    t_frames = cfg.frame_times(p.size)  # (T,) s
+    fig = Figure(figsize=(8, 3.6), layout="constrained")
+    ax_w, ax_p = fig.subplots(2, 1, sharex=True, height_ratios=[1, 1.2])
+    ax_w.plot(np.arange(w.size) / cfg.sample_rate, w, lw=0.5, color="0.25")
+    ax_w.set_ylabel("amplitude")
+    ax_p.plot(t_frames, p, color="C0", lw=1.2, label="p(vocal)")
+    ax_p.axhline(threshold, color="C3", ls="--", lw=0.8, label=f"threshold {threshold:g}")
+    ax_p.set_ylim(-0.02, 1.02)
+    ax_p.set_ylabel("p(vocal)")
+    ax_p.set_xlabel("time (s)")
+    if labels is not None:
+        lab = _np(labels, "labels").reshape(-1)
+        if lab.size != p.size:
+            raise ParameterError(f"labels has {lab.size} frames, frame_probs {p.size}")
+        dt = cfg.hop_length / cfg.sample_rate
+        for k, (a, b) in enumerate(_runs(lab > 0.5)):
+            for ax in (ax_w, ax_p):
+                ax.axvspan(t_frames[a] - dt / 2, t_frames[b - 1] + dt / 2, color="C2", alpha=0.18, lw=0,
+                           label="vocal (ground truth)" if (k == 0 and ax is ax_p) else None)
+    ax_p.legend(loc="upper right", fontsize=8)
+    if title:
+        ax_w.set_title(title)
+    return fig
+
+
+def mean_band_profile_figure(sets: Mapping[str, object], *, cfg: MelConfig = MelConfig(),
+                             title: str | None = None) -> Figure:
+    """Mean log-mel per band (over examples and frames) for several sets, +-1 std shaded.
+
+    Parameters
+    ----------
+    sets : mapping name -> array ``(N, T, n_mels)`` (or ``(T, n_mels)``)
+
+    Returns
+    -------
+    matplotlib.figure.Figure with one axes; x is frequency in Hz on a mel-spaced axis.
+    """
+    if not sets:
+        raise ParameterError("mean_band_profile_figure needs at least one set")
+    fig = Figure(figsize=(7, 3.4), layout="constrained")
+    ax = fig.add_subplot()
+    bands = np.arange(cfg.n_mels)
+    for i, (name, arr) in enumerate(sets.items()):
+        x = _np(arr, f"sets[{name!r}]")
+        if x.ndim < 2 or x.shape[-1] != cfg.n_mels or x.size == 0:
+            raise ParameterError(f"sets[{name!r}] must be (N, T, {cfg.n_mels}), got shape {x.shape}")
+        flat = x.reshape(-1, cfg.n_mels)  # (N * T, M)
+        mean, std = flat.mean(0), flat.std(0)  # (M,)
+        ax.plot(bands, mean, color=f"C{i}", lw=1.5, label=f"{name} (n={x.shape[0] if x.ndim == 3 else 1})")
+        ax.fill_between(bands, mean - std, mean + std, color=f"C{i}", alpha=0.15, lw=0)
+    _set_mel_axis(ax, cfg, axis="x")
+    ax.set_ylabel("mean log mel")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def fid_heatmap(table, lrs: Sequence[float], lambdas: Sequence[float], *, title: str | None = None,
+                selected: tuple[int, int] | None = None) -> go.Figure:
+    """FID over a learning-rate x lambda grid, colour on a log scale, selected cell marked.
+
+    Parameters
+    ----------
+    table : array ``(len(lrs), len(lambdas))`` of FID values (NaN for a missing cell)
+    lrs : learning rates, one per row (y axis)
+    lambdas : prior weights, one per column (x axis)
+    title : str, optional
+    selected : ``(row, column)`` indices of the chosen configuration, optional
+
+    Returns
+    -------
+    plotly.graph_objects.Figure: a heatmap trace (``customdata[i][j] = [lr, lambda]`` for click
+    handling, hover with the exact FID) plus, when ``selected`` is given, a marker trace on it.
+    """
+    z = np.asarray(table, dtype=np.float64)
+    if z.shape != (len(lrs), len(lambdas)):
+        raise ParameterError(f"table shape {z.shape} does not match {len(lrs)} lrs x {len(lambdas)} lambdas")
+    if np.isinf(z).any():
+        raise ParameterError("table contains infinite FID values")
+    # FID >= 0 in exact arithmetic; tiny negatives from round-off are floored for the log colour.
+    logz = np.log10(np.clip(z, 1e-6, None))  # (R, C), NaN stays NaN
+    xs = [f"{v:g}" for v in lambdas]
+    ys = [f"{v:g}" for v in lrs]
+    custom = np.stack(np.broadcast_arrays(np.asarray(lrs, float)[:, None], np.asarray(lambdas, float)[None, :]),
+                      axis=-1)  # (R, C, 2)
+    text = [[("" if np.isnan(v) else f"{v:.3g}") for v in row] for row in z]
+    finite = logz[np.isfinite(logz)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    ticks = np.arange(np.floor(lo), np.ceil(hi) + 1)
+    heat = go.Heatmap(
+        z=logz, x=xs, y=ys, customdata=custom, text=text, texttemplate="%{text}",
+        colorscale="Viridis", reversescale=True, zmin=lo, zmax=max(hi, lo + 1e-9),
+        colorbar=dict(title="FID (log scale)", tickvals=ticks.tolist(), ticktext=[f"{10**t:g}" for t in ticks]),
+        # Exact values in the hover; the cell text shows 3 significant digits.
+        hovertext=[[("missing" if np.isnan(v) else repr(float(v))) for v in row] for row in z],
+        hovertemplate="lr %{customdata[0]:g}<br>lambda %{customdata[1]:g}<br>FID %{hovertext}<extra></extra>",
+    )
+    fig = go.Figure(heat)
+    if selected is not None:
+        r, c = selected
+        if not (0 <= r < len(lrs) and 0 <= c < len(lambdas)):
+            raise ParameterError(f"selected={selected!r} lies outside the {len(lrs)} x {len(lambdas)} grid")
+        fig.add_trace(go.Scatter(
+            x=[xs[c]], y=[ys[r]], mode="markers", name="selected",
+            marker=dict(symbol="square-open", size=46, color="red", line=dict(width=3)),
+            customdata=[[float(lrs[r]), float(lambdas[c])]], hoverinfo="skip", showlegend=False,
+        ))
+    fig.update_layout(title=title, xaxis_title="lambda (prior weight)", yaxis_title="learning rate",
+                      xaxis_type="category", yaxis_type="category", margin=dict(l=60, r=20, t=50, b=50))
+    return fig
+
+
+def score_trace_figure(traces, *, title: str | None = None, maximise: bool = True,
+                       ylabel: str = "score") -> go.Figure:
+    """Score per optimisation step, one solid line per run plus its best-so-far dashed.
+
+    Parameters
+    ----------
+    traces : array ``(S, n_steps)`` (runs named "seed i") or mapping name -> array ``(n_steps,)``
+    maximise : bool, best-so-far is the running maximum (True) or minimum (False)
+
+    Returns
+    -------
+    plotly.graph_objects.Figure with ``2 * S`` traces (score, best so far) in legend groups.
+    """
+    if isinstance(traces, Mapping):
+        items = [(str(k), _np(v, f"traces[{k!r}]").reshape(-1)) for k, v in traces.items()]
+    else:
+        arr = _np(traces, "traces")
+        arr = arr[None] if arr.ndim == 1 else arr
+        if arr.ndim != 2:
+            raise ParameterError(f"traces must be (S, n_steps), got shape {arr.shape}")
+        items = [(f"seed {i}", row) for i, row in enumerate(arr)]
+    if not items:
+        raise ParameterError("score_trace_figure needs at least one trace")
+    acc = np.maximum.accumulate if maximise else np.minimum.accumulate
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+               "#bcbd22", "#17becf"]
+    fig = go.Figure()
+    for i, (name, y) in enumerate(items):
+        colour = palette[i % len(palette)]
+        steps = np.arange(1, y.size + 1)
+        fig.add_trace(go.Scatter(x=steps, y=y, mode="lines", name=name, legendgroup=name,
+                                 line=dict(color=colour, width=1.2)))
+        fig.add_trace(go.Scatter(x=steps, y=acc(y), mode="lines", name=f"{name} best so far",
+                                 legendgroup=name, showlegend=False,
+                                 line=dict(color=colour, width=1.2, dash="dash")))
+    fig.update_layout(title=title, xaxis_title="step", yaxis_title=ylabel, hovermode="x unified")
+    return fig
+
+
+def prob_histogram_figure(probs: Mapping[str, object], *, bins: int = 20, title: str | None = None) -> go.Figure:
+    """Overlaid histograms of p(vocal) for several sets, on ``[0, 1]``.
+
+    Parameters
+    ----------
+    probs : mapping name -> array of probabilities (any shape; flattened)
+    bins : number of equal-width bins on ``[0, 1]``
+
+    Returns
+    -------
+    plotly.graph_objects.Figure with one histogram trace per set.
+    """
+    if bins < 1:
+        raise ParameterError(f"bins must be >= 1, got {bins}")
+    fig = go.Figure()
+    for name, p in probs.items():
+        x = _np(p, f"probs[{name!r}]").reshape(-1)
+        if x.size and (x.min() < 0 or x.max() > 1):
+            raise ParameterError(f"probs[{name!r}] must lie in [0, 1]")
+        fig.add_trace(go.Histogram(x=x, name=f"{name} (n={x.size})", opacity=0.6,
+                                   xbins=dict(start=0.0, end=1.0, size=1.0 / bins)))
+    fig.update_layout(title=title, barmode="overlay", xaxis_title="p(vocal)", yaxis_title="count",
+                      xaxis_range=[0, 1])
+    return fig
