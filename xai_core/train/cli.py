@@ -123,6 +123,22 @@ def register(sub) -> None:
     _common(r)
     r.set_defaults(func=_reference)
 
+    x = tsub.add_parser("export", help="copy a bundle, optionally with float16 weights")
+    x.add_argument("bundle", type=Path)
+    x.add_argument("--out", type=Path, required=True)
+    x.add_argument("--float16", action="store_true", help="store floating weights as float16")
+    x.set_defaults(func=_export)
+
+    rep = tsub.add_parser("report", help="collect the demo build's numbers into report.json")
+    rep.add_argument("--classifier", type=Path, required=True, help="the float32 classifier bundle")
+    rep.add_argument("--generator", type=Path, required=True, help="the float32 generator bundle")
+    rep.add_argument("--assets", type=Path, required=True, help="the demo folder (float16 bundles, reference)")
+    rep.add_argument("--heldout", type=Path, required=True, help="held-out corpus (fp16 cost on its test split)")
+    rep.add_argument("--timings", type=Path, default=None, help="JSON of stage durations (seconds)")
+    rep.add_argument("--seed", type=int, default=0)
+    _common(rep)
+    rep.set_defaults(func=_report)
+
     ev = sub.add_parser("eval", help="evaluate models")
     esub = ev.add_subparsers(dest="eval_command", metavar="WHAT", required=True)
     e = esub.add_parser("classifier", help="frame-wise evaluation of a classifier bundle on a corpus")
@@ -367,4 +383,87 @@ def _reference(args) -> int:
     lg = torch.tensor(ref.info["logits"])
     print(f"wrote {args.out}: {len(ref)} excerpts, {int(ref.labels.sum())} labelled vocal, logits "
           f"{float(lg.min()):.2f} .. {float(lg.max()):.2f}")
+    return 0
+
+
+def _export(args) -> int:
+    import torch
+
+    from xai_core.checkpoints import load_bundle, save_bundle
+
+    b = load_bundle(args.bundle)
+    prov = {**b.provenance, "exported_from": str(args.bundle), "source_identity": b.identity,
+            "weights_dtype": "float16" if args.float16 else "float32"}
+    save_bundle(args.out, model=b.model, kind=b.kind, mel=b.mel, normaliser=b.normaliser, preset=b.preset,
+                provenance=prov, metrics=b.metrics, dtype=torch.float16 if args.float16 else None)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, "
+          f"{'float16' if args.float16 else 'float32'} weights)")
+    return 0
+
+
+def _report(args) -> int:
+    """Numbers of the demo build: classifier and GAN metrics, float16 cost, sizes, timings."""
+    import torch
+
+    from xai_core.assets import DemoPaths, ReferenceSet
+    from xai_core.checkpoints import load_bundle
+    from xai_core.train.classifier import resolve_device
+    from xai_core.train.data import load_split
+    from xai_core.train.evaluate import evaluate_classifier
+    from xai_core.train.gan import gan_quality_report, random_excerpts
+
+    _setup_torch(args)
+    dev = resolve_device(args.device)
+    paths = DemoPaths.at(args.assets)
+    c32 = load_bundle(args.classifier, device=dev, expected_kind="classifier")
+    g32 = load_bundle(args.generator, device=dev, expected_kind="generator")
+    c16 = load_bundle(paths.classifier, device=dev, expected_kind="classifier")
+    g16 = load_bundle(paths.generator, device=dev, expected_kind="generator")
+    ref = ReferenceSet.load(paths.reference)
+    test = load_split(args.heldout, "test", mel=c32.mel, cache_dir=args.cache_dir)
+    thr = float(c32.metrics["eval"]["threshold"])
+    r32 = evaluate_classifier(c32.model, c32.normaliser, valid=[], test=test, threshold=thr, device=dev)
+    r16 = evaluate_classifier(c16.model, c16.normaliser, valid=[], test=test, threshold=thr, device=dev)
+    real, _, _ = random_excerpts(test, 2000, seed=args.seed, frames=c32.mel.excerpt_frames)
+    q16 = gan_quality_report(g16.model, c16.model, c16.normaliser, real, n=1000, seed=args.seed)
+    with torch.no_grad():
+        z = torch.randn(256, g32.model.z_dim, generator=torch.Generator().manual_seed(args.seed)).to(dev)
+        x32, x16 = g32.model(z), g16.model(z)  # (256, T, M)
+        gen_dev = float((x32 - x16).abs().max())
+        l32 = c32.model(c32.normaliser.apply(x32))
+        l16 = c16.model(c16.normaliser.apply(x32))
+        logit_dev = float((l32 - l16).abs().max())
+    keys = ("error", "precision", "recall", "specificity", "f1", "roc_auc")
+    q32 = g32.metrics.get("quality", {})
+    doc = {
+        "classifier": {
+            "preset": c32.preset, "parameters": c32.n_parameters, "threshold": thr,
+            "corpus_test": {k: c32.metrics["eval"]["test"][k] for k in keys},
+            "corpus_test_raw_error": c32.metrics["eval"]["test_raw"]["error"],
+            "heldout_test_float32": {k: r32.test[k] for k in keys},
+            "heldout_test_float16": {k: r16.test[k] for k in keys},
+            "heldout_per_file_float16": [vars(r) for r in r16.per_file],
+            "float16_max_abs_logit_change": logit_dev,
+            "train_seconds": c32.metrics.get("train_seconds"), "history": c32.metrics.get("history"),
+            "provenance": c32.provenance,
+        },
+        "generator": {
+            "preset": g32.preset, "parameters": g32.n_parameters,
+            "quality_float32": {k: v for k, v in q32.items() if not k.startswith("band_mean")},
+            "quality_float16": {k: v for k, v in q16.items() if not k.startswith("band_mean")},
+            "float16_max_abs_logmel_change": gen_dev,
+            "train_seconds": g32.metrics.get("train_seconds"), "provenance": g32.provenance,
+        },
+        "reference": {"n": len(ref), "vocal_labelled": int(ref.labels.sum()), "rule": ref.info.get("rule")},
+        "heldout": _corpus_info(args.heldout),
+        "files_bytes": {p.name: p.stat().st_size for p in sorted(Path(args.assets).iterdir()) if p.is_file()},
+    }
+    if args.timings and args.timings.is_file():
+        doc["timings_seconds"] = json.loads(args.timings.read_text())
+    out = Path(args.assets) / "report.json"
+    out.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+    print(f"held-out test error: float32 {r32.test['error']:.2%}, float16 {r16.test['error']:.2%} "
+          f"(max logit change {logit_dev:.2e}); generator FID hidden fp32 {q32.get('fid_hidden', float('nan')):.3f}, "
+          f"fp16 {q16['fid_hidden']:.3f} (floor {q16['fid_hidden_floor']:.3f})")
+    print(f"wrote {out}")
     return 0

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Rebuild the bundled demo (assets/demo) from scratch with the project's own commands:
+#   1. demo corpus (seed 0) and held-out corpus (seed 1, same song split -> unseen test songs)
+#   2. lite classifier, paper recipe           -> evaluated on both corpora's test splits
+#   3. lite spectrogram GAN (hinge + SN, EMA)   -> quality report against held-out real excerpts
+#   4. reference excerpts with classifier responses
+#   5. float16 copies into assets/demo, samples.png / samples_*.wav, CREDITS.md, report.json
+# Deterministic (fixed seeds, deterministic kernels, fixed thread count); about 35-45 min on an
+# idle 2-core CPU. Environment knobs: WORK (work folder), OUT (asset folder), RESUME=1 (keep the
+# work folder and continue interrupted stages from their checkpoints), THREADS, CLF_EPOCHS,
+# CLF_BATCHES, GAN_STEPS, CACHE (feature cache).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+WORK=${WORK:-work_cache/demo_build}
+OUT=${OUT:-assets/demo}
+THREADS=${THREADS:-2}
+CLF_EPOCHS=${CLF_EPOCHS:-12}
+CLF_BATCHES=${CLF_BATCHES:-400}
+GAN_STEPS=${GAN_STEPS:-3000}
+CACHE=${CACHE:-$WORK/feature_cache}
+SEED=0
+export OMP_NUM_THREADS=$THREADS OMP_WAIT_POLICY=PASSIVE PYTHONHASHSEED=0
+
+if [[ "${RESUME:-0}" != 1 ]]; then rm -rf "$WORK"; fi
+mkdir -p "$WORK" "$OUT"
+TIMES="$WORK/timings.json"
+[[ -f "$TIMES" ]] || echo '{}' > "$TIMES"
+stage() {  # stage NAME DONE_FILE COMMAND...: run unless DONE_FILE exists, record seconds
+  local name=$1 done_file=$2; shift 2
+  if [[ -e "$done_file" ]]; then echo "== $name: done already ($done_file)"; return; fi
+  echo "== $name: $*"
+  local t0; t0=$(date +%s)
+  "$@"
+  "$PY" - "$TIMES" "$name" "$(( $(date +%s) - t0 ))" <<'PYEOF'
+import json, sys
+p, k, v = sys.argv[1], sys.argv[2], int(sys.argv[3])
+d = json.load(open(p)); d[k] = v; json.dump(d, open(p, "w"), indent=1)
+PYEOF
+}
+X="$PY -m xai_core"
+COMMON=(--threads "$THREADS" --cache-dir "$CACHE")
+
+stage corpus "$WORK/corpus/corpus.json" \
+  $X data build-demo --out "$WORK/corpus" --seed 0 --split-seed 0 --force
+stage corpus_heldout "$WORK/heldout/corpus.json" \
+  $X data build-demo --out "$WORK/heldout" --seed 1 --split-seed 0 --force
+
+stage classifier "$WORK/classifier.safetensors" \
+  $X train classifier --data "$WORK/corpus" --out "$WORK/classifier.safetensors" \
+    --checkpoint "$WORK/classifier.ckpt.pt" --resume --preset lite --epochs "$CLF_EPOCHS" \
+    --batches-per-epoch "$CLF_BATCHES" --batch-size 32 --seed $SEED "${COMMON[@]}"
+stage eval_heldout "$WORK/eval_heldout.json" \
+  $X eval classifier "$WORK/classifier.safetensors" --data "$WORK/heldout" --split test \
+    --threshold bundle --key heldout_test --json "$WORK/eval_heldout.json" "${COMMON[@]}"
+
+stage gan "$WORK/generator.safetensors" \
+  $X train gan --data "$WORK/corpus" --classifier "$WORK/classifier.safetensors" \
+    --out "$WORK/generator.safetensors" --checkpoint "$WORK/generator.ckpt.pt" --resume --preset lite \
+    --steps "$GAN_STEPS" --batch-size 32 --ema 0.998 --seed $SEED --sample-dir "$WORK/gan_samples" \
+    --sample-every 500 --report-data "$WORK/heldout" --artefacts "$WORK/artefacts" "${COMMON[@]}"
+
+stage reference "$WORK/reference.safetensors" \
+  $X train reference --data "$WORK/corpus" --classifier "$WORK/classifier.safetensors" \
+    --out "$WORK/reference.safetensors" --n 384 --extremes 64 --seed $SEED "${COMMON[@]}"
+
+echo "== assets -> $OUT"
+$X train export "$WORK/classifier.safetensors" --out "$OUT/classifier.safetensors" --float16
+$X train export "$WORK/generator.safetensors" --out "$OUT/generator.safetensors" --float16
+cp "$WORK/reference.safetensors" "$OUT/reference.safetensors"
+cp "$WORK/corpus/CREDITS.md" "$OUT/CREDITS.md"
+rm -f "$OUT"/samples_*.wav
+cp "$WORK/artefacts/samples.png" "$WORK"/artefacts/samples_*.wav "$OUT/"
+$X eval classifier "$OUT/classifier.safetensors" --data "$WORK/heldout" --split test --threshold bundle \
+  --key heldout_test "${COMMON[@]}" > "$WORK/eval_heldout_fp16.txt"
+$X train report --classifier "$WORK/classifier.safetensors" --generator "$WORK/generator.safetensors" \
+  --assets "$OUT" --heldout "$WORK/heldout" --timings "$TIMES" "${COMMON[@]}"
+du -sh "$OUT"
