@@ -646,10 +646,8 @@ def build_demo_corpus(out_dir: str | os.PathLike, *, seed: int = 0, minutes: flo
         shutil.rmtree(tmp)
     for sub in ("audio", "labels", "filelists"):
         (tmp / sub).mkdir(parents=True)
-    clip_seconds: dict[str, float] = {}
-    for c in plans:
-        clip_seconds[c.song.slug] = clip_seconds.get(c.song.slug, 0.0) + c.duration
-    split = _split_songs(clip_seconds, np.random.default_rng([split_seed, 4]), cfg)
+    # balance on the songs' full durations (not this seed's clips), so every seed splits alike
+    split = _split_songs({c.song.slug: c.song.duration for c in plans}, np.random.default_rng([split_seed, 4]), cfg)
     mel = MelConfig(sample_rate=cfg.sample_rate)
     sr = cfg.sample_rate
     files = []
