@@ -13,7 +13,6 @@ with display.errors_shown("Run store error"):
         st.write("No runs yet: a full run on the Activation maximisation page or a finished FID grid appears here.")
         st.stop()
     chosen = runs_view.table(runs)
-    st.caption("Select one run to reopen, export or delete it; select two to compare them.")
     if len(chosen) == 1:
         rid = chosen[0]
         c1, c2, c3 = st.columns(3)
@@ -30,8 +29,7 @@ with display.errors_shown("Run store error"):
             if c3.button("Yes, delete"):
                 state.run_store().delete(rid)
                 st.session_state.pop("confirm_delete")
+                st.session_state.pop("runs_chosen", None)
                 st.rerun()
     elif len(chosen) == 2:
         runs_view.compare(*chosen)
-    elif len(chosen) > 2:
-        st.warning("Select at most two runs to compare.")

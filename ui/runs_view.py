@@ -19,9 +19,9 @@ def table(runs: list[dict]) -> list[str]:
              "summary": ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                                   for k, v in r["summary"].items() if not isinstance(v, (dict, list)))[:120]}
             for r in runs]
-    ev = st.dataframe(pd.DataFrame(rows), hide_index=True, on_select="rerun", selection_mode="multi-row",
-                      key="runs_table", width="stretch")
-    return [runs[i]["id"] for i in ev.selection.rows]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    return st.multiselect("Select one run (reopen, export, delete) or two (compare)", [r["id"] for r in runs],
+                          max_selections=2, key="runs_chosen")
 
 
 def reopen(run_id: str) -> str:
