@@ -121,8 +121,8 @@ class SVDNet(nn.Module):
         """Output shape (without batch) of every addressable layer."""
         from xai_core.models.hooks import capture_activations
 
-        x = torch.zeros(1, 1, self.config.n_frames, self.config.n_mels,
-                        device=next(self.parameters()).device)
+        param = next(self.parameters())
+        x = torch.zeros(1, 1, self.config.n_frames, self.config.n_mels, device=param.device, dtype=param.dtype)
         was_training = self.training
         self.eval()
         try:
