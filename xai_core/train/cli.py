@@ -286,12 +286,9 @@ def _train_gan(args) -> int:
         GanTrainConfig,
         format_quality,
         gan_quality_report,
-        generate,
         random_excerpts,
         train_gan,
     )
-    from xai_core.train.samples import save_spectrogram_grid
-
     _setup_torch(args)
     dev = resolve_device(args.device)
     clf = load_bundle(args.classifier, device=dev, expected_kind="classifier")
@@ -317,9 +314,8 @@ def _train_gan(args) -> int:
 
     def hook(step, x):
         p = torch.sigmoid(clf.model(clf.normaliser.apply(x.to(dev)))).cpu()
-        save_spectrogram_grid(x, args.sample_dir / f"samples_{step:06d}.png",
-                              titles=[f"p={v:.2f}" for v in p.tolist()], mel=mel,
-                              suptitle=f"step {step}")
+        _save_grid(x, args.sample_dir / f"samples_{step:06d}.png", [f"p={v:.2f}" for v in p.tolist()],
+                   mel, f"GAN samples after {step} steps (fixed latents), p = classifier p(vocal)")
 
     try:
         run = train_gan(train, clf.normaliser, cfg, mel=mel, device=dev, checkpoint=ckpt, resume=args.resume,
@@ -343,22 +339,49 @@ def _train_gan(args) -> int:
                 dtype=torch.float16 if args.float16 else None)
     print(f"wrote {args.out} (training {run.seconds:.0f} s)")
     if args.artefacts:
-        from xai_core.train.samples import save_wavs
-
-        gen = run.generator.to(dev)
-        x = generate(gen, 16, seed=args.seed + 7)  # (16, T, M)
-        p = torch.sigmoid(clf.model(clf.normaliser.apply(x.to(dev)))).cpu()
-        save_spectrogram_grid(x, args.artefacts / "samples.png", titles=[f"p(vocal)={v:.2f}" for v in p.tolist()],
-                              mel=mel, suptitle=f"generator samples, z seed {args.seed + 7}")
-        order = torch.argsort(p, descending=True).tolist()
-        k = max(1, args.n_wavs // 2)
-        pick = order[:k] + order[-k:]
-        names = [args.artefacts / f"samples_{'vocal' if j < k else 'nonvocal'}_{j % k + 1}.wav"
-                 for j in range(len(pick))]
-        save_wavs(x[pick], names, mel=mel)
-        print(f"wrote samples.png and {len(names)} WAVs to {args.artefacts} "
-              f"(p(vocal) of the WAVs: {[round(float(p[i]), 3) for i in pick]})")
+        _write_artefacts(run.generator.to(dev), clf, args.artefacts, seed=args.seed + 7, n_wavs=args.n_wavs)
     return 0
+
+
+def _save_grid(logmel, path: Path, titles: list[str], mel, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from xai_core.viz import spectrogram_grid
+
+    fig = spectrogram_grid(logmel.numpy(), titles, cfg=mel, ncols=4)
+    fig.suptitle(title, fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=72)
+    plt.close(fig)
+
+
+def _write_artefacts(generator, clf, folder: Path, *, seed: int, n_wavs: int) -> None:
+    """samples.png (16 samples with their p(vocal)) and WAVs of the most and least vocal ones,
+    rendered with the mel pseudo-inverse + 100 Griffin-Lim iterations, sharing one gain."""
+    import torch
+
+    from xai_core.audio.export import wav_bytes_set
+    from xai_core.audio.inversion import mel_to_audio
+    from xai_core.train.gan import generate
+
+    dev = next(clf.model.parameters()).device
+    x = generate(generator, 16, seed=seed)  # (16, T, M)
+    with torch.no_grad():
+        p = torch.sigmoid(clf.model(clf.normaliser.apply(x.to(dev)))).cpu()  # (16,)
+    _save_grid(x, folder / "samples.png", [f"p(vocal)={v:.2f}" for v in p.tolist()], clf.mel,
+               f"generator samples (z seed {seed}), p = classifier p(vocal)")
+    order = torch.argsort(p, descending=True).tolist()
+    k = max(1, n_wavs // 2)
+    pick = order[:k] + order[-k:]
+    waves = mel_to_audio(x[pick], cfg=clf.mel, n_iter=100)  # (2k, L)
+    names = [f"samples_vocal_{j + 1}.wav" for j in range(k)] + [f"samples_nonvocal_{j + 1}.wav" for j in range(k)]
+    for name, data in zip(names, wav_bytes_set(list(waves), sample_rate=clf.mel.sample_rate), strict=True):
+        (folder / name).write_bytes(data)
+    print(f"wrote samples.png and {len(names)} WAVs to {folder} "
+          f"(p(vocal) of the WAVs: {[round(float(p[i]), 3) for i in pick]})")
 
 
 def _reference(args) -> int:

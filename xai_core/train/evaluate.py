@@ -242,8 +242,9 @@ class EvalReport:
         lines.append("-" * len(head))
         lines.append(fmt.format("ALL (median-filtered)", int(t["frames"]), (t["tp"] + t["fn"]) / max(1, t["frames"]),
                                 t["error"], t["precision"], t["recall"], t["specificity"], t["f1"]))
-        lines.append(f"ROC-AUC {t['roc_auc']:.4f}   threshold {self.threshold:.3f} (valid error "
-                     f"{self.valid_error:.2%})   raw error at 0.5: {self.test_raw['error']:.2%}")
+        source = "given" if np.isnan(self.valid_error) else f"valid error {self.valid_error:.2%}"
+        lines.append(f"ROC-AUC {t['roc_auc']:.4f}   threshold {self.threshold:.3f} ({source})   "
+                     f"raw error at 0.5: {self.test_raw['error']:.2%}")
         return "\n".join(lines)
 
 

@@ -228,7 +228,7 @@ def train_gan(train: Sequence[Track], normaliser: Normaliser, config: GanTrainCo
                 for pe, pg in zip(ema.parameters(), gnet.parameters(), strict=True):
                     pe.lerp_(pg, 1.0 - config.ema_decay)
         for k, v in (("d_loss", d_loss), ("g_loss", g_loss), ("d_real", d_real.mean()), ("d_fake", d_fake.mean())):
-            acc[k] = acc.get(k, 0.0) + float(v.detach())
+            acc[k] = acc.get(k, 0.0) + v.item()
         done = step + 1
         if done % 50 == 0 or done == config.steps:
             n_acc = 50 if done % 50 == 0 else (done % 50)
@@ -243,7 +243,7 @@ def train_gan(train: Sequence[Track], normaliser: Normaliser, config: GanTrainCo
                 sample_hook(done, (ema or gnet).eval()(z_fixed).cpu())
             gnet.train()
         if progress is not None and (done % 10 == 0 or done == config.steps):
-            info = {"step": done, "d_loss": float(d_loss), "g_loss": float(g_loss)}
+            info = {"step": done, "d_loss": d_loss.item(), "g_loss": g_loss.item()}
             if progress(done, config.steps, info) is False:
                 raise CancelledError("GAN training cancelled")
     seconds += time.perf_counter() - t0
