@@ -9,14 +9,14 @@ import streamlit as st
 
 from ui import sidebar
 
-st.set_page_config(page_title="Vocal XAI Studio", page_icon="🎤", layout="wide")
+st.set_page_config(page_title="Vocal XAI Studio", page_icon=":material/mic:", layout="wide")
 
 PAGES = [
-    st.Page("pages/models.py", title="Models", icon="🧩", url_path="models", default=True),
-    st.Page("pages/actmax.py", title="Activation maximisation", icon="🎯", url_path="actmax"),
-    st.Page("pages/fid_grid.py", title="FID grid", icon="🔥", url_path="fid-grid"),
-    st.Page("pages/listen.py", title="Listen & compare", icon="🎧", url_path="listen"),
-    st.Page("pages/runs.py", title="Runs", icon="🗂️", url_path="runs"),
+    st.Page("pages/models.py", title="Models", icon=":material/memory:", url_path="models", default=True),
+    st.Page("pages/actmax.py", title="Activation maximisation", icon=":material/tune:", url_path="actmax"),
+    st.Page("pages/fid_grid.py", title="FID grid", icon=":material/grid_on:", url_path="fid-grid"),
+    st.Page("pages/listen.py", title="Listen & compare", icon=":material/headphones:", url_path="listen"),
+    st.Page("pages/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
 ]
 
 page = st.navigation(PAGES, position="sidebar")

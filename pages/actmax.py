@@ -37,7 +37,8 @@ if c1.button("Run", type="primary", help="The full run with these settings (save
             results.append(run_am(clf, gen, cfg, device=state.DEVICE, progress=progress))
         st.session_state["am_results"] = results
         st.session_state["am_run_ids"] = state.save_am(results, clf, gen)
-    bar.empty(), chart.empty()
+    bar.empty()
+    chart.empty()
 
 results = st.session_state.get("am_results") or []
 same = [r.config for r in results] == cfgs

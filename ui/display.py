@@ -215,6 +215,8 @@ def fid_heatmap(fid: np.ndarray, lrs: Sequence[float], lams: Sequence[float], *,
                                  marker={"symbol": "star", "size": 18, "color": "red",
                                          "line": {"color": "white", "width": 1}},
                                  name="selected (lowest FID)", hoverinfo="skip"))
+    fig.update_xaxes(type="category")
+    fig.update_yaxes(type="category")
     fig.update_layout(title=title, xaxis_title="lambda", yaxis_title="learning rate", height=300,
                       margin={"l": 50, "r": 10, "t": 40, "b": 40}, showlegend=False)
     return fig

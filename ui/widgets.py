@@ -13,6 +13,15 @@ LR_CHOICES = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.
 LAM_CHOICES = (0.0, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
+def _prior_label(p: str) -> str:
+    """The convention's help text, with markdown characters escaped."""
+    return PRIOR_HELP[p].replace("*", "·")
+
+
+def _shape(s: tuple[int, ...]) -> str:
+    return "scalar" if not s else " x ".join(map(str, s))
+
+
 def _fmt(v: float) -> str:
     return "0" if v == 0 else f"{v:g}"
 
@@ -21,7 +30,7 @@ def target_widgets(layer_shapes: dict[str, tuple[int, ...]], *, key: str) -> tup
     """Layer and unit selectors; the default is the vocal logit (layer ``logit``, unit 0)."""
     names = list(layer_shapes)
     layer = st.selectbox("Layer", names, index=names.index("logit") if "logit" in names else 0,
-                         format_func=lambda n: f"{n} {layer_shapes[n]}", key=f"{key}_layer",
+                         format_func=lambda n: f"{n} ({_shape(layer_shapes[n])})", key=f"{key}_layer",
                          help="Which layer's unit to explain; the default is the vocal logit.")
     n_units = math.prod(layer_shapes[layer]) if layer_shapes[layer] else 1
     unit = int(st.number_input(f"Unit (0 … {n_units - 1}, flattened index)", min_value=0,
@@ -42,7 +51,7 @@ def am_widgets(layer_shapes: dict[str, tuple[int, ...]], *, key: str = "am",
     lam = c2.select_slider("Lambda, prior weight (log scale)", LAM_CHOICES, value=_nearest(LAM_CHOICES, d.lam),
                            format_func=_fmt, key=f"{key}_lam")
     prior = st.radio("Prior convention", ["paper", "code"], index=["paper", "code"].index(d.prior),
-                     horizontal=True, format_func=lambda p: PRIOR_HELP[p], key=f"{key}_prior")
+                     horizontal=True, format_func=_prior_label, key=f"{key}_prior")
     c3, c4, c5 = st.columns(3)
     n_iter = int(c3.number_input("Iterations", 1, 5000, d.n_iter, step=10, key=f"{key}_iter"))
     n_examples = int(c4.number_input("Examples", 1, 200, d.n_examples, step=1, key=f"{key}_n"))
@@ -85,7 +94,7 @@ def grid_widgets(layer_shapes: dict[str, tuple[int, ...]], *, key: str = "grid")
     n_reference = int(c6.number_input("Reference excerpts (top/bottom N)", 2, 5000, d.n_reference,
                                       key=f"{key}_nref"))
     c7, c8, c9 = st.columns(3)
-    prior = c7.radio("Prior convention", ["code", "paper"], format_func=lambda p: PRIOR_HELP[p],
+    prior = c7.radio("Prior convention", ["code", "paper"], format_func=_prior_label,
                      key=f"{key}_prior")
     layers = [n for n in layer_shapes if n != "logit"]
     feat = c8.multiselect("Hidden feature layer(s) for FID", layers,

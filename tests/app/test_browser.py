@@ -1,0 +1,150 @@
+"""End to end in a real browser: `streamlit run app.py` on a free port, Playwright driving Chromium.
+
+Opens every page, runs a small activation maximisation (an audio element appears), runs a tiny FID
+grid in the background (a plotly heatmap appears) and saves screenshots to ``test-artifacts/``.
+On CI (CI=true) a missing Chromium fails the test; elsewhere it skips.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"streamlit did not answer at {url}")
+
+
+@pytest.fixture
+def server(tiny_demo_dir, tmp_path):
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's `chromium` package")
+        pytest.skip("Chromium is not installed")
+    port = _free_port()
+    env = {**os.environ, "XAI_DEMO_DIR": str(tiny_demo_dir), "XAI_RUNS_DIR": str(tmp_path / "runs"),
+           "OMP_NUM_THREADS": "1"}
+    log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
+                             str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+                             "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env, stdout=log, stderr=log)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/_stcore/health")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        ARTIFACTS.mkdir(exist_ok=True)
+        shutil.copy(tmp_path / "streamlit.log", ARTIFACTS / "streamlit.log")
+
+
+def _settle(page, timeout=180_000):
+    """Wait until the app has finished running its script (no 'Running…' status widget)."""
+    page.wait_for_timeout(800)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
+    page.wait_for_timeout(500)
+
+
+def test_pages_in_a_real_browser(server):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 2400})
+            page.set_default_timeout(180_000)
+            page.goto(server + "/")
+            page.get_by_role("heading", name="Models").first.wait_for()
+            _settle(page)
+            nav = page.locator('[data-testid="stSidebarNav"] a')
+            assert nav.count() == 5, [nav.nth(i).inner_text() for i in range(nav.count())]
+            page.locator("audio").first.wait_for()
+            _settle(page)
+            page.screenshot(path=str(ARTIFACTS / "1_models.png"), full_page=True)
+
+            page.goto(server + "/actmax")
+            page.get_by_role("heading", name="Activation maximisation").first.wait_for()
+            _settle(page)
+            page.locator("audio").first.wait_for()
+            page.screenshot(path=str(ARTIFACTS / "2_actmax_preview.png"), full_page=True)
+            page.get_by_role("spinbutton", name="Iterations", exact=True).fill("5")
+            page.get_by_role("spinbutton", name="Iterations", exact=True).press("Enter")
+            _settle(page)
+            page.get_by_role("button", name="Run", exact=True).click()
+            page.get_by_text("Full run · saved as").wait_for()
+            _settle(page)
+            assert page.locator("audio").count() >= 1
+            assert page.get_by_text("DeltaGenerator").count() == 0
+            page.screenshot(path=str(ARTIFACTS / "3_actmax_full.png"), full_page=True)
+
+            page.goto(server + "/fid-grid")
+            page.get_by_role("heading", name="FID grid").first.wait_for()
+            _settle(page)
+            for label, value in (("Learning rates", "0.1, 0.01"), ("Lambdas", "0.01, 0.001"),
+                                 ("Iteration counts", "2, 4")):
+                page.get_by_role("textbox", name=label, exact=True).fill(value)
+                page.get_by_role("textbox", name=label, exact=True).press("Enter")
+                _settle(page)
+            for label, value in (("Examples per configuration", "3"), ("Reference excerpts (top/bottom N)", "4")):
+                page.get_by_role("spinbutton", name=label, exact=True).fill(value)
+                page.get_by_role("spinbutton", name=label, exact=True).press("Enter")
+                _settle(page)
+            page.get_by_role("button", name="Start the grid in the background").click()
+            page.locator(".js-plotly-plot").first.wait_for(timeout=300_000)
+            page.get_by_text("Examples of max").first.wait_for()
+            _settle(page)
+            assert page.locator(".js-plotly-plot").count() >= 4
+            page.screenshot(path=str(ARTIFACTS / "4_fid_grid.png"), full_page=True)
+
+            page.goto(server + "/listen")
+            page.get_by_role("heading", name="Listen & compare").first.wait_for()
+            _settle(page)
+            page.locator("audio").first.wait_for()
+            page.screenshot(path=str(ARTIFACTS / "5_listen.png"), full_page=True)
+
+            page.goto(server + "/runs")
+            page.get_by_role("heading", name="Runs").first.wait_for()
+            _settle(page)
+            page.screenshot(path=str(ARTIFACTS / "6_runs.png"), full_page=True)
+            for bad in ("Traceback", "DeltaGenerator"):
+                assert page.get_by_text(bad).count() == 0
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
