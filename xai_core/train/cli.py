@@ -6,13 +6,28 @@ import argparse
 import json
 import os
 import shlex
-import sys
 import time
 from pathlib import Path
 
 
-def _command_line() -> str:
-    return "python -m xai_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+def _command_line(args) -> str:
+    """The full command of this run with every option spelled out (defaults included), rebuilt
+    from the parsed arguments, so the provenance is exact however the command was invoked."""
+    parser = args._parser
+    words = ["python", "-m", "xai_core", *args._words]
+    for action in parser._actions:
+        if action.dest in ("help", "func") or not hasattr(args, action.dest):
+            continue
+        value = getattr(args, action.dest)
+        if not action.option_strings:
+            words += [str(v) for v in (value if isinstance(value, list) else [value])]
+        elif isinstance(action, argparse._StoreTrueAction):
+            words += [action.option_strings[0]] if value else []
+        elif isinstance(action, argparse._StoreFalseAction):
+            words += [] if value else [action.option_strings[0]]
+        elif value is not None:
+            words += [action.option_strings[0], str(value)]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def _setup_torch(args) -> None:
@@ -78,7 +93,7 @@ def register(sub) -> None:
     c.add_argument("--resume", action="store_true", help="continue from the checkpoint if present")
     c.add_argument("--float16", action="store_true", help="store the weights as float16")
     _common(c)
-    c.set_defaults(func=_train_classifier)
+    c.set_defaults(func=_train_classifier, _parser=c, _words=["train", "classifier"])
 
     g = tsub.add_parser("gan", help="train the spectrogram GAN and report its sample quality")
     g.add_argument("--data", type=Path, required=True, help="corpus folder (Jamendo layout); trains on train")
@@ -110,7 +125,7 @@ def register(sub) -> None:
     g.add_argument("--n-wavs", type=int, default=6)
     g.add_argument("--float16", action="store_true", help="store the weights as float16")
     _common(g)
-    g.set_defaults(func=_train_gan)
+    g.set_defaults(func=_train_gan, _parser=g, _words=["train", "gan"])
 
     r = tsub.add_parser("reference", help="write a reference set of real excerpts with classifier responses")
     r.add_argument("--data", type=Path, required=True)
@@ -121,7 +136,7 @@ def register(sub) -> None:
     r.add_argument("--candidates", type=int, default=6000, help="random excerpts scored to choose from")
     r.add_argument("--seed", type=int, default=0)
     _common(r)
-    r.set_defaults(func=_reference)
+    r.set_defaults(func=_reference, _parser=r, _words=["train", "reference"])
 
     x = tsub.add_parser("export", help="copy a bundle, optionally with float16 weights")
     x.add_argument("bundle", type=Path)
@@ -136,6 +151,7 @@ def register(sub) -> None:
     rep.add_argument("--heldout", type=Path, required=True, help="held-out corpus (fp16 cost on its test split)")
     rep.add_argument("--timings", type=Path, default=None, help="JSON of stage durations (seconds)")
     rep.add_argument("--seed", type=int, default=0)
+    rep.add_argument("--report-n", type=int, default=1000, help="excerpts per set for the float16 quality report")
     _common(rep)
     rep.set_defaults(func=_report)
 
@@ -153,7 +169,7 @@ def register(sub) -> None:
     e.add_argument("--no-write", action="store_true", help="do not write the metrics into the bundle")
     e.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
     _common(e)
-    e.set_defaults(func=_eval_classifier)
+    e.set_defaults(func=_eval_classifier, _parser=e, _words=["eval", "classifier"])
 
 
 # --------------------------------------------------------------------------- handlers
@@ -212,7 +228,7 @@ def _train_classifier(args) -> int:
     print(report.table())
     metrics = {"eval": {"data": str(args.data), "split": "test", **report.to_dict()},
                "history": run.history, "train_seconds": round(run.seconds, 1)}
-    prov = default_provenance(command=_command_line(), seed=cfg.seed, data=_corpus_info(args.data),
+    prov = default_provenance(command=_command_line(args), seed=cfg.seed, data=_corpus_info(args.data),
                               train_config=cfg.to_dict(), device=str(dev), threads=torch.get_num_threads(),
                               weights_dtype="float16" if args.float16 else "float32")
     save_bundle(args.out, model=run.model.cpu(), kind="classifier", mel=mel, normaliser=run.normaliser,
@@ -330,7 +346,7 @@ def _train_gan(args) -> int:
     print(format_quality(quality))
     metrics = {"quality": quality, "history": run.history, "train_seconds": round(run.seconds, 1),
                "classifier_identity": clf.identity}
-    prov = default_provenance(command=_command_line(), seed=cfg.seed, data=_corpus_info(args.data),
+    prov = default_provenance(command=_command_line(args), seed=cfg.seed, data=_corpus_info(args.data),
                               classifier=str(args.classifier), train_config=cfg.to_dict(), device=str(dev),
                               threads=torch.get_num_threads(),
                               weights_dtype="float16" if args.float16 else "float32")
@@ -401,7 +417,7 @@ def _reference(args) -> int:
     ref: ReferenceSet = select_reference(tracks, clf.model, clf.normaliser, n=args.n, extremes=args.extremes,
                                          candidates=args.candidates, seed=args.seed, mel=clf.mel)
     ref.info.update({"data": _corpus_info(args.data), "classifier_identity": clf.identity,
-                     "command": _command_line()})
+                     "command": _command_line(args)})
     ref.save(args.out)
     lg = torch.tensor(ref.info["logits"])
     print(f"wrote {args.out}: {len(ref)} excerpts, {int(ref.labels.sum())} labelled vocal, logits "
@@ -447,8 +463,8 @@ def _report(args) -> int:
     thr = float(c32.metrics["eval"]["threshold"])
     r32 = evaluate_classifier(c32.model, c32.normaliser, valid=[], test=test, threshold=thr, device=dev)
     r16 = evaluate_classifier(c16.model, c16.normaliser, valid=[], test=test, threshold=thr, device=dev)
-    real, _, _ = random_excerpts(test, 2000, seed=args.seed, frames=c32.mel.excerpt_frames)
-    q16 = gan_quality_report(g16.model, c16.model, c16.normaliser, real, n=1000, seed=args.seed)
+    real, _, _ = random_excerpts(test, 2 * args.report_n, seed=args.seed, frames=c32.mel.excerpt_frames)
+    q16 = gan_quality_report(g16.model, c16.model, c16.normaliser, real, n=args.report_n, seed=args.seed)
     with torch.no_grad():
         z = torch.randn(256, g32.model.z_dim, generator=torch.Generator().manual_seed(args.seed)).to(dev)
         x32, x16 = g32.model(z), g16.model(z)  # (256, T, M)

@@ -1,0 +1,104 @@
+"""End to end through the CLI on a tiny Jamendo-layout corpus of synthetic audio (tiny presets)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from xai_core.cli import main
+
+SR = 22050
+
+
+def _write_corpus(root, *, seed=0):
+    rng = np.random.default_rng(seed)
+    for d in ("audio", "labels", "filelists"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    lists = {"train": [], "valid": [], "test": []}
+    for split, n in (("train", 3), ("valid", 2), ("test", 2)):
+        for i in range(n):
+            name = f"{split}{i}.wav"
+            dur = 6.0
+            t = np.arange(int(dur * SR)) / SR
+            x = 0.05 * rng.standard_normal(t.size)
+            segs = [(1.0 + i * 0.3, 2.8 + i * 0.3), (4.0, 5.2)]
+            for a, b in segs:
+                m = (t >= a) & (t < b)
+                f0 = 220.0 * (1 + 0.01 * np.sin(2 * np.pi * 5.5 * t[m]))
+                x[m] += sum(0.2 / k * np.sin(2 * np.pi * k * np.cumsum(f0) / SR) for k in range(1, 6))
+            sf.write(root / "audio" / name, x.astype(np.float32), SR)
+            lines, last = [], 0.0
+            for a, b in segs:
+                lines += [f"{last} {a} nosing", f"{a} {b} sing"]
+                last = b
+            lines.append(f"{last} {dur} nosing")
+            (root / "labels" / f"{split}{i}.lab").write_text("\n".join(lines) + "\n")
+            lists[split].append(name)
+    for k, v in lists.items():
+        (root / "filelists" / k).write_text("\n".join(v) + "\n")
+    return root
+
+
+@pytest.mark.slow
+def test_train_eval_gan_reference_export_report(tmp_path, capsys):
+    data = _write_corpus(tmp_path / "corpus")
+    cache = str(tmp_path / "cache")
+    clf = tmp_path / "clf.safetensors"
+    common = ["--threads", "1", "--cache-dir", cache]
+    assert main(["train", "classifier", "--data", str(data), "--out", str(clf), "--preset", "tiny", "--epochs", "2",
+                 "--batches-per-epoch", "5", "--batch-size", "8", "--median-frames", "5", *common]) == 0
+    assert main(["eval", "classifier", str(clf), "--data", str(data), "--threshold", "bundle", "--key", "again",
+                 "--json", str(tmp_path / "e.json"), "--median-frames", "5", *common]) == 0
+    from xai_core.checkpoints import load_bundle
+
+    b = load_bundle(clf)
+    assert {"eval", "again", "history"} <= set(b.metrics)
+    assert b.metrics["again"]["threshold"] == pytest.approx(b.metrics["eval"]["threshold"])
+    assert b.provenance["seed"] == 0 and b.provenance["command"].startswith("python -m xai_core train classifier --data")
+    assert "--epochs 2 " in b.provenance["command"] and "--lr 0.01 " in b.provenance["command"]
+    assert json.loads((tmp_path / "e.json").read_text())["test"]["frames"] > 0
+
+    gen = tmp_path / "gen.safetensors"
+    art = tmp_path / "assets"
+    assert main(["train", "gan", "--data", str(data), "--classifier", str(clf), "--out", str(gen), "--preset", "tiny",
+                 "--steps", "3", "--batch-size", "4", "--report-n", "100", "--artefacts", str(art),
+                 "--n-wavs", "2", *common]) == 0
+    g = load_bundle(gen, expected_kind="generator")
+    q = g.metrics["quality"]
+    assert q["n"] == 100 and q["fid_hidden_floor"] >= 0 and len(q["p_hist_generated"]) == 10
+    assert (art / "samples.png").stat().st_size > 0
+    assert sorted(p.name for p in art.glob("*.wav")) == ["samples_nonvocal_1.wav", "samples_vocal_1.wav"]
+
+    assert main(["train", "reference", "--data", str(data), "--classifier", str(clf), "--out",
+                 str(art / "reference.safetensors"), "--n", "20", "--extremes", "4", "--candidates", "300",
+                 *common]) == 0
+    from xai_core.assets import ReferenceSet
+
+    ref = ReferenceSet.load(art / "reference.safetensors")
+    assert len(ref) == 20 and len(ref.info["logits"]) == 20
+    assert ref.info["selection"][:4] == ["top"] * 4
+    assert max(ref.info["logits"]) == ref.info["logits"][0]
+
+    for src, name in ((clf, "classifier"), (gen, "generator")):
+        assert main(["train", "export", str(src), "--out", str(art / f"{name}.safetensors"), "--float16"]) == 0
+    assert (art / "classifier.safetensors").stat().st_size < clf.stat().st_size
+    assert main(["train", "report", "--classifier", str(clf), "--generator", str(gen), "--assets", str(art),
+                 "--heldout", str(data), "--report-n", "100", *common]) == 0
+    rep = json.loads((art / "report.json").read_text())
+    assert rep["classifier"]["float16_max_abs_logit_change"] < 1e-2
+    assert set(rep["classifier"]["heldout_test_float16"]) >= {"error", "f1", "roc_auc"}
+    out = capsys.readouterr().out
+    assert "ALL (median-filtered)" in out and "FID hidden" in out
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    data = _write_corpus(tmp_path / "corpus")
+    clf = tmp_path / "c.safetensors"
+    args = ["train", "classifier", "--data", str(data), "--out", str(clf), "--preset", "tiny", "--epochs", "1",
+            "--batches-per-epoch", "2", "--batch-size", "4", "--median-frames", "5", "--threads", "1",
+            "--cache-dir", str(tmp_path / "cache")]
+    assert main(args) == 0
+    assert main([*args[:-4], "--lr", "0.5", "--resume", "--threads", "1", "--cache-dir", str(tmp_path / "cache")]) == 2
