@@ -73,10 +73,12 @@ def server(tiny_demo_dir, tmp_path):
 
 
 def _settle(page, timeout=180_000):
-    """Wait until the app has finished running its script (no 'Running…' status widget)."""
-    page.wait_for_timeout(800)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
-    page.wait_for_timeout(500)
+    """Wait until the script run has finished: no running indicator and no stale (greyed) element."""
+    page.wait_for_timeout(1000)
+    page.wait_for_function("""() => !document.querySelector('[data-testid="stStatusWidgetRunningIcon"], '
+                           + '[data-testid="stStatusWidgetRunningManIcon"], [data-stale="true"]')""",
+                           timeout=timeout)
+    page.wait_for_timeout(1000)
 
 
 def test_pages_in_a_real_browser(server):
@@ -134,7 +136,9 @@ def test_pages_in_a_real_browser(server):
             page.goto(server + "/listen")
             page.get_by_role("heading", name="Listen & compare").first.wait_for()
             _settle(page)
-            page.locator("audio").first.wait_for()
+            page.locator(".js-plotly-plot").first.wait_for()  # the band profile, drawn last
+            _settle(page)
+            assert page.locator("audio").count() >= 4
             page.screenshot(path=str(ARTIFACTS / "5_listen.png"), full_page=True)
 
             page.goto(server + "/runs")
