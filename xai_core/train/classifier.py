@@ -26,7 +26,7 @@ from xai_core.audio.config import MelConfig
 from xai_core.audio.features import Normaliser
 from xai_core.errors import CancelledError, CheckpointError, ParameterError
 from xai_core.models.svdnet import SVDNET_PRESETS, SVDNet, svdnet_preset
-from xai_core.train.augment import AugmentConfig, augment_batch
+from xai_core.train.augment import DB_TO_LOG_MAGNITUDE, AugmentConfig, augment_batch
 from xai_core.train.data import ExcerptPool, Track
 from xai_core.train.evaluate import MEDIAN_FRAMES, validation_error
 
@@ -56,6 +56,8 @@ class ClassifierTrainConfig:
     dropout: float = 0.5  # before fc1, fc2 and the logit layer
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # AugmentConfig.none() disables
     seed: int = 0  # initialisation, excerpt sampling, augmentation and dropout
+    mix_prob: float = 0.0  # chance that a random NON-vocal excerpt is mixed into an example (0 = off)
+    mix_attenuation_db: float = 12.0  # the mixed-in excerpt's gain is drawn in [-this, 0] dB
     median_frames: int = MEDIAN_FRAMES  # median filter of the validation / test evaluation
     validate: bool = True  # evaluate on the validation tracks after every epoch
 
@@ -80,6 +82,11 @@ class ClassifierTrainConfig:
                 f"ClassifierTrainConfig.label_smoothing must be in [0, 0.5), got {self.label_smoothing!r}")
         if not 0 <= self.dropout < 1:
             raise ParameterError(f"ClassifierTrainConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if not 0 <= self.mix_prob <= 1:
+            raise ParameterError(f"ClassifierTrainConfig.mix_prob must be in [0, 1], got {self.mix_prob!r}")
+        if not 0 <= self.mix_attenuation_db <= 60:
+            raise ParameterError(
+                f"ClassifierTrainConfig.mix_attenuation_db must be in [0, 60] dB, got {self.mix_attenuation_db!r}")
         if self.median_frames < 1:
             raise ParameterError(f"ClassifierTrainConfig.median_frames must be >= 1, got {self.median_frames!r}")
 
@@ -112,6 +119,30 @@ def smoothed_bce(logits: torch.Tensor, labels: torch.Tensor, smoothing: float) -
     ``smoothing`` / ``1 - smoothing``."""
     target = labels * (1.0 - 2.0 * smoothing) + smoothing  # (B,)
     return F.binary_cross_entropy_with_logits(logits, target)
+
+
+def mix_backing(x: torch.Tensor, pool: ExcerptPool, config: ClassifierTrainConfig, *,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Mix random non-vocal excerpts into a batch (labels unchanged).
+
+    With probability ``config.mix_prob`` per example, a non-vocal excerpt from another random
+    place of the training tracks, attenuated by a gain drawn uniformly in
+    ``[-mix_attenuation_db, 0]`` dB, is added in the magnitude domain:
+    ``log(exp(x) + g * exp(x2))`` on the natural-log mel (phases ignored). Adding accompaniment
+    never creates singing, so the labels stay valid; the detector sees new backing combinations
+    and must rely on the voice rather than on what a song's backing sounds like.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape ``(B, W, M)`` un-normalised log-mel excerpts of ``pool``'s width
+    """
+    b = x.shape[0]
+    other, _ = pool.sample(b, generator=generator, label=0.0)  # (B, W, M)
+    u = torch.rand(b, 2, generator=generator, device=x.device)  # (B, 2)
+    gain = -u[:, 0] * config.mix_attenuation_db * DB_TO_LOG_MAGNITUDE  # (B,) natural-log magnitude
+    mixed = torch.logaddexp(x, other + gain[:, None, None])  # (B, W, M)
+    use = (u[:, 1] < config.mix_prob)[:, None, None]  # (B, 1, 1)
+    return torch.where(use, mixed, x)
 
 
 def _checkpoint_state(model, opt, epoch, normaliser, history, seconds, cfg, gen) -> dict:
@@ -220,6 +251,8 @@ def train_classifier(train: Sequence[Track], valid: Sequence[Track], config: Cla
         loss_sum, n_loss = torch.zeros((), device=dev), 0
         for b in range(config.batches_per_epoch):
             x, y = pool.sample(config.batch_size, generator=gen)  # (B, W, M), (B,)
+            if config.mix_prob > 0:
+                x = mix_backing(x, pool, config, generator=gen)  # (B, W, M)
             if config.augment.enabled:
                 x = augment_batch(x, config.augment, out_frames=mel.excerpt_frames, mel=mel,
                                   generator=gen)  # (B, T, M)

@@ -87,6 +87,10 @@ def register(sub) -> None:
     c.add_argument("--pitch-shift", type=float, default=0.3, help="max pitch shift (fraction)")
     c.add_argument("--time-stretch", type=float, default=0.3, help="max time stretch (fraction)")
     c.add_argument("--filter-db", type=float, default=10.0, help="max random filter gain (dB)")
+    c.add_argument("--mix-prob", type=float, default=0.0,
+                   help="chance of mixing a random non-vocal excerpt into an example (0 = paper recipe)")
+    c.add_argument("--mix-attenuation-db", type=float, default=12.0,
+                   help="the mixed-in excerpt is attenuated by 0..this many dB")
     c.add_argument("--median-frames", type=int, default=56)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--checkpoint", type=Path, default=None, help="training checkpoint (default OUT.ckpt.pt)")
@@ -192,7 +196,8 @@ def _train_classifier(args) -> int:
         preset=args.preset, epochs=args.epochs, batches_per_epoch=args.batches_per_epoch,
         batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay, momentum=args.momentum,
         nesterov=args.nesterov, label_smoothing=args.label_smoothing, dropout=args.dropout, augment=aug,
-        seed=args.seed, median_frames=args.median_frames)
+        seed=args.seed, median_frames=args.median_frames, mix_prob=args.mix_prob,
+        mix_attenuation_db=args.mix_attenuation_db)
     t0 = time.perf_counter()
     train = load_split(args.data, "train", mel=mel, cache_dir=args.cache_dir)
     valid = load_split(args.data, "valid", mel=mel, cache_dir=args.cache_dir)

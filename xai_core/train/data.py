@@ -113,6 +113,7 @@ class ExcerptPool:
         self.centres = torch.cat(centres).to(self.device)  # (N_frames,) index of each centre in data
         self.labels = torch.cat(labels).to(self.device)  # (N_frames,)
         self._window = torch.arange(self.width, device=self.device) - half  # (W,)
+        self._by_label: dict[float, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return int(self.centres.shape[0])
@@ -130,7 +131,17 @@ class ExcerptPool:
         rows = self.centres[index][:, None] + self._window  # (B, W)
         return self.data[rows], self.labels[index]  # (B, W, M), (B,)
 
-    def sample(self, batch: int, *, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """A batch of random excerpts ``(B, width, M)`` and their labels ``(B,)``."""
-        index = torch.randint(len(self), (batch,), generator=generator, device=self.device)  # (B,)
-        return self.take(index)
+    def sample(self, batch: int, *, generator: torch.Generator | None = None,
+               label: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of random excerpts ``(B, width, M)`` and their labels ``(B,)``; with ``label``,
+        only excerpts whose centre frame has that label."""
+        if label is None:
+            index = torch.randint(len(self), (batch,), generator=generator, device=self.device)  # (B,)
+            return self.take(index)
+        if label not in self._by_label:
+            self._by_label[label] = torch.nonzero(self.labels == label).flatten()
+        pool = self._by_label[label]
+        if len(pool) == 0:
+            raise DataError(f"no frames labelled {label} to draw excerpts from")
+        pick = torch.randint(len(pool), (batch,), generator=generator, device=self.device)  # (B,)
+        return self.take(pool[pick])
