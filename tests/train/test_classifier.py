@@ -89,3 +89,20 @@ def test_cancel_through_progress(toy_tracks):
     train, valid, _ = toy_tracks
     with pytest.raises(CancelledError):
         train_classifier(train, valid, _cfg(), device="cpu", progress=lambda d, t, i: d < 10)
+
+
+def test_backing_mix_only_adds_non_vocal_energy(toy_tracks):
+    from xai_core.train.classifier import mix_backing
+
+    train, _, _ = toy_tracks
+    pool = ExcerptPool(train, width=115)
+    _, y0 = pool.sample(64, generator=torch.Generator().manual_seed(0), label=0.0)
+    assert (y0 == 0).all()
+    x, y = pool.sample(16, generator=torch.Generator().manual_seed(1))
+    same = mix_backing(x, pool, _cfg(mix_prob=0.0), generator=torch.Generator().manual_seed(2))
+    assert torch.equal(same, x)
+    mixed = mix_backing(x, pool, _cfg(mix_prob=1.0), generator=torch.Generator().manual_seed(2))
+    assert mixed.shape == x.shape
+    assert (mixed >= x - 1e-6).all() and (mixed > x + 1e-3).any()  # magnitudes only grow
+    with pytest.raises(ParameterError, match="mix_prob"):
+        _cfg(mix_prob=1.5)
