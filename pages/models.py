@@ -5,7 +5,8 @@ import streamlit as st
 
 from ui import compute, display, state, texts
 from ui.model_picker import bundle_summary, picker
-from xai_core.audio.io import load_audio_bytes
+from xai_core.audio import load_audio_bytes, wav_bytes_set
+from xai_core.viz import colour_range, spectrogram_grid, waveform_prob_figure
 
 st.title("Models")
 st.info(texts.MODELS)
@@ -33,18 +34,18 @@ up = st.file_uploader("An audio file (wav, flac, ogg, mp3)", type=["wav", "flac"
 with display.errors_shown("Could not classify the file"):
     if up is not None:
         wave = load_audio_bytes(up.getvalue(), name=up.name, sample_rate=clf.mel.sample_rate, max_seconds=600)
-        times, p = compute.classify_wave(clf.identity, state.digest(up.getvalue()), clf, wave)
-        st.plotly_chart(display.waveform_prob_figure(wave, clf.mel.sample_rate, times, p), key="wave_fig")
+        _, p = compute.classify_wave(clf.identity, state.digest(up.getvalue()), clf, wave)
+        display.show_figure(waveform_prob_figure(wave, p, cfg=clf.mel))
         st.audio(up.getvalue())
         st.caption(f"Mean p(vocal) {p.mean():.2f}; {np.mean(p > 0.5):.0%} of frames above 0.5 (no labels known).")
     elif ld.reference is not None:
         i = int(st.number_input(f"…or a demo excerpt (0 … {len(ld.reference) - 1})", 0, len(ld.reference) - 1, 0))
         x = ld.reference.logmel[i].numpy()  # (T, M)
         wave = display.invert(x[None], clf.mel.to_dict(), display.PREVIEW_GL_ITERS)[0]
-        times, p = compute.classify_wave(clf.identity, f"ref{compute.ref_key(ld.reference)}:{i}", clf, wave)
+        _, p = compute.classify_wave(clf.identity, f"ref{compute.ref_key(ld.reference)}:{i}", clf, wave)
         label = np.full_like(p, float(ld.reference.labels[i]))
-        st.plotly_chart(display.waveform_prob_figure(wave, clf.mel.sample_rate, times, p, label), key="ex_fig")
-        st.audio(display.wav_set(wave[None], clf.mel.sample_rate)[0])
+        display.show_figure(waveform_prob_figure(wave, p, cfg=clf.mel, labels=label))
+        st.audio(wav_bytes_set([wave], sample_rate=clf.mel.sample_rate)[0])
         st.caption(f"{ld.reference.sources[i]} · label at the centre: "
                    f"{'singing' if ld.reference.labels[i] > 0.5 else 'no singing'} (label drawn over the "
                    f"excerpt) · audio re-synthesised from the log-mel ({display.PREVIEW_GL_ITERS} Griffin-Lim iterations)")
@@ -56,8 +57,10 @@ if ld.generator is not None and not ld.compatible_error:
     seed = int(c2.number_input("Sample seed", 0, 10**6, 0))
     with display.errors_shown("Could not sample the generator"):
         x, p = compute.generator_samples(clf.identity, ld.generator.identity, n, seed, clf, ld.generator)
-        display.show_figure(display.spectrogram_grid(x, clf.mel, titles=[f"p(vocal) {v:.2f}" for v in p]))
-        wavs = display.wav_set(display.invert(x, clf.mel.to_dict(), display.PREVIEW_GL_ITERS), clf.mel.sample_rate)
+        vmin, vmax = colour_range(x)
+        display.show_figure(spectrogram_grid(x, [f"p(vocal) {v:.2f}" for v in p], cfg=clf.mel, vmin=vmin, vmax=vmax))
+        wavs = wav_bytes_set(display.invert(x, clf.mel.to_dict(), display.PREVIEW_GL_ITERS),
+                             sample_rate=clf.mel.sample_rate)
         display.players(wavs, [f"sample {i}: p(vocal) {v:.2f}" for i, v in enumerate(p)], key="gen")
 elif ld.compatible_error:
     st.error(ld.compatible_error)

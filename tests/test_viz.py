@@ -127,6 +127,22 @@ def test_fid_heatmap_marks_selected_cell_and_carries_click_data():
         viz.fid_heatmap(table[:2], lrs, lams)
 
 
+
+def test_fid_heatmap_colourbar_ticks_inside_the_range():
+    def ticks(table):
+        bar = viz.fid_heatmap(np.array(table), [0.1, 0.01], [0.1]).data[0].colorbar
+        return list(bar.tickvals), list(bar.ticktext)
+
+    vals, text = ticks([[1.0], [1000.0]])  # three decades: whole decades
+    assert text == ["1", "10", "100", "1e+03"]
+    vals, text = ticks([[1.5], [30.0]])  # 1-2-5 steps
+    assert text == ["2", "5", "10", "20"]
+    vals, text = ticks([[1.26], [1.28]])  # inside one decade: still labelled, at the ends and middle
+    assert len(vals) == 3 and text[0] == "1.26" and text[-1] == "1.28"
+    vals, text = ticks([[1.2800], [1.2803]])  # closer still: more digits, never three equal labels
+    assert text == ["1.28", "1.2801", "1.2803"]
+
+
 def test_score_trace_figure_best_so_far():
     traces = np.array([[1.0, 3.0, 2.0, 5.0], [0.0, -1.0, 4.0, 1.0]])
     fig = viz.score_trace_figure(traces, title="scores")
@@ -135,6 +151,45 @@ def test_score_trace_figure_best_so_far():
     assert fig.data[1].line.dash == "dash"
     fig_min = viz.score_trace_figure({"a": traces[0]}, maximise=False)
     assert len(fig_min.data) == 2 and list(fig_min.data[1].y) == [1.0, 1.0, 1.0, 1.0]
+
+
+
+def test_score_trace_figure_steps_kept_markers_and_no_running_best():
+    traces = np.array([[1.0, 3.0, 2.0, 5.0], [0.0, -1.0, 4.0, 1.0]])
+    fig = viz.score_trace_figure(traces, steps=[0, 5, 10, 15], kept=[1, 9], running_best=False)
+    assert [t.mode for t in fig.data] == ["lines", "lines", "markers"]
+    assert list(fig.data[0].x) == [0, 5, 10, 15]
+    mark = fig.data[2]
+    assert list(mark.x) == [5, 15] and list(mark.y) == [3.0, 1.0]  # index 9 clipped to the last column
+    with pytest.raises(ParameterError, match="kept"):
+        viz.score_trace_figure(traces, kept=[1])
+    with pytest.raises(ParameterError, match="steps"):
+        viz.score_trace_figure(traces, steps=[0, 1])
+
+
+def test_colour_range_percentiles_over_all_sets():
+    a, b = np.arange(100.0), np.arange(100.0, 200.0)
+    assert viz.colour_range(a, None, b, lo=0, hi=100) == (0.0, 199.0)
+    lo, hi = viz.colour_range(a, b)
+    assert lo == pytest.approx(np.percentile(np.r_[a, b], 1)) and hi == pytest.approx(np.percentile(np.r_[a, b], 99.9))
+    with pytest.raises(ParameterError):
+        viz.colour_range(a, lo=50, hi=10)
+
+
+def test_spectrogram_grid_panel_size():
+    fig = viz.spectrogram_grid([logmel(), logmel()], cfg=CFG, ncols=1, panel_size=(2.0, 1.5))
+    assert tuple(fig.get_size_inches()) == pytest.approx((3.0, 3.0))
+
+
+def test_waveform_prob_figure_long_wave_drawn_as_envelope():
+    n = 40
+    wave = np.zeros(CFG.n_fft + (n - 1) * CFG.hop_length)
+    wave[1234] = 0.9  # one click: the envelope keeps it, plain decimation would drop it
+    fig = viz.waveform_prob_figure(wave, np.full(n, 0.5), cfg=CFG, max_points=200)
+    ax_w = fig.axes[0]
+    assert not ax_w.lines and len(ax_w.collections) == 1
+    assert ax_w.dataLim.ymax == pytest.approx(0.9)
+    assert ax_w.dataLim.xmax < wave.size / CFG.sample_rate
 
 
 def test_prob_histogram_figure_one_trace_per_set():

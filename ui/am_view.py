@@ -8,7 +8,9 @@ import streamlit as st
 from ui import compute, display
 from xai_core.actmax import AMResult
 from xai_core.assets import ReferenceSet
+from xai_core.audio import wav_bytes_set
 from xai_core.checkpoints import Bundle
+from xai_core.viz import colour_range, spectrogram_grid
 
 
 def show_result(res: AMResult, clf: Bundle, ref: ReferenceSet | None, *, key: str, gl_iters: int,
@@ -29,27 +31,23 @@ def show_result(res: AMResult, clf: Bundle, ref: ReferenceSet | None, *, key: st
         real = ref.logmel[idx].numpy()
         real_p = compute.classify_excerpts(clf.identity, compute.ref_key(ref), tuple(int(i) for i in idx), clf, ref)
     left, right = st.columns(2)
-    vmin, vmax = _range(x, real)
+    vmin, vmax = colour_range(x, real)
     with left:
         st.caption("Generated (kept best iterates)")
-        display.show_figure(display.spectrogram_grid(x, clf.mel, titles=titles, ncols=2, vmin=vmin, vmax=vmax))
+        display.show_figure(spectrogram_grid(x, titles, cfg=clf.mel, ncols=2, vmin=vmin, vmax=vmax))
     with right:
         if real is not None:
             st.caption(f"Real excerpts with the {'highest' if c.direction == 'max' else 'lowest'} response")
-            display.show_figure(display.spectrogram_grid(
-                real, clf.mel, titles=[f"p {v:.2f} · {ref.sources[i]}" for v, i in zip(real_p, idx, strict=True)],
-                ncols=2, vmin=vmin, vmax=vmax))
+            display.show_figure(spectrogram_grid(
+                real, [f"p {v:.2f} · {ref.sources[i]}" for v, i in zip(real_p, idx, strict=True)],
+                cfg=clf.mel, ncols=2, vmin=vmin, vmax=vmax))
         else:
             st.caption("No reference set loaded: no real excerpts to compare with.")
     sets = [x] + ([real] if real is not None else [])
     waves = display.invert(np.concatenate(sets), clf.mel.to_dict(), gl_iters)
-    wavs = display.wav_set(waves, clf.mel.sample_rate)
+    wavs = wav_bytes_set(waves, sample_rate=clf.mel.sample_rate)
     st.caption(f"Players (one shared gain; Griffin-Lim with {gl_iters} iterations)")
     display.players(wavs[:n], [f"generated {i}: p {v:.2f}" for i, v in enumerate(p)], key=f"{key}_gen")
     if real is not None:
         display.players(wavs[n:], [f"real: p {v:.2f}" for v in real_p], key=f"{key}_real")
 
-
-def _range(*sets):
-    vals = np.concatenate([s.ravel() for s in sets if s is not None])
-    return float(np.percentile(vals, 1)), float(np.percentile(vals, 99.9))

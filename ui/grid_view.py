@@ -8,9 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from ui import state
-from ui.display import fid_heatmap
 from xai_core.actmax import GridResult
 from xai_core.store.jobs import DONE, format_eta
+from xai_core.viz import fid_heatmap
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the grid run…")
@@ -72,8 +72,9 @@ def heatmaps(grid: GridResult) -> tuple | None:
             with tab:
                 cols = st.columns(len(c.iters))
                 for i, (n_iter, col) in enumerate(zip(c.iters, cols, strict=True)):
-                    mark = (sel["lr"], sel["lam"]) if sel and sel.get("feature") == f and sel.get("n_iter") == n_iter else None
-                    fig = fid_heatmap(grid.fid[(d, f)][i], c.lrs, c.lams, title=f"{n_iter} iterations", selected=mark)
+                    fig = fid_heatmap(grid.fid[(d, f)][i], c.lrs, c.lams, title=f"{n_iter} iterations",
+                                      selected=_selected_cell(sel, c, f, n_iter))
+                    fig.update_layout(height=300, margin=dict(l=50, r=10, t=40, b=40))
                     ev = col.plotly_chart(fig, on_select="rerun", selection_mode="points", key=f"hm_{d}_{f}_{n_iter}")
                     pts = (ev or {}).get("selection", {}).get("points", []) if ev else []
                     pts = [p for p in pts if "customdata" in p]
@@ -81,6 +82,15 @@ def heatmaps(grid: GridResult) -> tuple | None:
                         lr, lam = pts[0]["customdata"][:2]
                         clicked = (d, float(lr), float(lam), n_iter)
     return clicked
+
+
+def _selected_cell(sel: dict, c, feature: str, n_iter: int) -> tuple[int, int] | None:
+    """``(row, column)`` of the selected configuration in this heatmap, if it is shown in it."""
+    if not sel or sel.get("feature") != feature or sel.get("n_iter") != n_iter:
+        return None
+    if sel["lr"] not in c.lrs or sel["lam"] not in c.lams:
+        return None
+    return c.lrs.index(sel["lr"]), c.lams.index(sel["lam"])
 
 
 def table_csv(grid: GridResult) -> bytes:

@@ -7,6 +7,8 @@ import streamlit as st
 
 from ui import compute, display, state
 from xai_core.actmax import AMResult
+from xai_core.audio import wav_bytes_set, zip_bytes
+from xai_core.viz import colour_range, mean_band_profile_figure, spectrogram_grid
 
 
 def choose_sets(grid, am_results) -> dict[str, AMResult]:
@@ -49,24 +51,26 @@ def show_sets(sets: dict[str, AMResult], ld, n: int) -> None:
             p = compute.classify_excerpts(clf.identity, compute.ref_key(ref), tuple(int(i) for i in idx), clf, ref)
             named[label] = (ref.logmel[idx].numpy(), p)
     allx = np.concatenate([x for x, _ in named.values()])
-    vmin, vmax = float(np.percentile(allx, 1)), float(np.percentile(allx, 99.9))
+    vmin, vmax = colour_range(allx)
     gl = int(st.select_slider("Griffin-Lim iterations for the audio", [32, 100], value=32,
                               help="32 for a quick listen; the paper uses 100."))
-    wavs = display.wav_set(display.invert(allx, clf.mel.to_dict(), gl), clf.mel.sample_rate)
+    wavs = wav_bytes_set(display.invert(allx, clf.mel.to_dict(), gl), sample_rate=clf.mel.sample_rate)
     cols = st.columns(len(named))
     k = 0
     for (name, (x, p)), col in zip(named.items(), cols, strict=True):
         with col:
             st.markdown(f"**{name}**  \nmean p(vocal) {p.mean():.2f}")
-            display.show_figure(display.spectrogram_grid(x, clf.mel, titles=[f"p {v:.2f}" for v in p], ncols=1,
-                                                         vmin=vmin, vmax=vmax, height=1.6))
+            display.show_figure(spectrogram_grid(x, [f"p {v:.2f}" for v in p], cfg=clf.mel, ncols=1,
+                                                 vmin=vmin, vmax=vmax))
             mine = wavs[k:k + len(x)]
             display.players(mine, [f"{i}: p {v:.2f}" for i, v in enumerate(p)], ncols=1,
                             key=name.split()[0] + str(len(name)), downloads=True)
-            st.download_button("Whole set (zip)", display.zip_set({f"{name.split()[0]}_{i}.wav": w
-                                                                   for i, w in enumerate(mine)}),
+            st.download_button("Whole set (zip)", zip_bytes({f"{name.split()[0]}_{i}.wav": w
+                                                             for i, w in enumerate(mine)}),
                                file_name=f"{name.split(' (')[0].replace(' ', '_').replace(',', '')}.zip",
                                mime="application/zip", key=f"zip_{k}")
             k += len(x)
-    st.plotly_chart(display.band_profile_figure({n_: x for n_, (x, _) in named.items()}, clf.mel), key="bands")
+    display.show_figure(mean_band_profile_figure({n_: x for n_, (x, _) in named.items()}, cfg=clf.mel,
+                                                 title="What changed, by frequency: mean log-mel per band"),
+                        width=display.BAND_PROFILE_PX)
     st.caption(f"Target: {any_cfg.layer}[{any_cfg.unit}]. All players share one gain; Griffin-Lim with {gl} iterations.")

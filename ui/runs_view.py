@@ -10,6 +10,8 @@ import streamlit as st
 
 from ui import display, state
 from xai_core.actmax import AMResult
+from xai_core.audio import zip_bytes
+from xai_core.viz import mean_band_profile_figure
 
 
 def table(runs: list[dict]) -> list[str]:
@@ -64,11 +66,12 @@ def compare(a: str, b: str) -> None:
     if sets:
         mel = state.loaded().classifier.mel if state.loaded().classifier else None
         if mel is not None:
-            st.plotly_chart(display.band_profile_figure(sets, mel), key="cmp_bands")
+            display.show_figure(mean_band_profile_figure(sets, cfg=mel, title="Mean log-mel per band"),
+                                width=display.BAND_PROFILE_PX)
 
 
 def export_zip(run_id: str) -> bytes:
     """Export a run (CSV, PNG, WAV) into a temporary folder and zip it."""
     with tempfile.TemporaryDirectory() as tmp:
         files = state.run_store().export(run_id, tmp)
-        return display.zip_set({str(Path(f).relative_to(tmp)): Path(f).read_bytes() for f in files})
+        return zip_bytes({str(Path(f).relative_to(tmp)): Path(f).read_bytes() for f in files})

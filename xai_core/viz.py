@@ -20,6 +20,7 @@ from xai_core.errors import ParameterError
 __all__ = [
     "mel_band_centres",
     "hz_to_band_position",
+    "colour_range",
     "spectrogram_figure",
     "spectrogram_grid",
     "waveform_prob_figure",
@@ -102,6 +103,21 @@ def _check_logmel(log_mel, cfg: MelConfig, name: str = "log_mel") -> np.ndarray:
     return x
 
 
+def colour_range(*sets, lo: float = 1.0, hi: float = 99.9) -> tuple[float, float]:
+    """Shared colour range ``(vmin, vmax)``: percentiles ``lo`` / ``hi`` over all values of all sets.
+
+    Percentiles rather than the extremes, so that one outlying bin does not wash out every panel.
+    ``None`` entries are skipped (e.g. an optional comparison set).
+    """
+    if not 0 <= lo < hi <= 100:
+        raise ParameterError(f"need 0 <= lo < hi <= 100, got lo={lo}, hi={hi}")
+    arrs = [_np(x, f"sets[{i}]").ravel() for i, x in enumerate(sets) if x is not None]
+    vals = np.concatenate(arrs) if arrs else np.zeros(0)
+    if vals.size == 0:
+        raise ParameterError("colour_range needs at least one non-empty set")
+    return float(np.percentile(vals, lo)), float(np.percentile(vals, hi))
+
+
 def _draw_spectrogram(ax, x: np.ndarray, cfg: MelConfig, vmin, vmax):
     t = cfg.frame_times(x.shape[0])  # (T,) frame centres, s
     dt = cfg.hop_length / cfg.sample_rate
@@ -146,7 +162,8 @@ def spectrogram_figure(log_mel, *, cfg: MelConfig = MelConfig(), title: str | No
 
 
 def spectrogram_grid(log_mels: Sequence, titles: Sequence[str] | None = None, *, cfg: MelConfig = MelConfig(),
-                     ncols: int = 4, vmin: float | None = None, vmax: float | None = None) -> Figure:
+                     ncols: int = 4, vmin: float | None = None, vmax: float | None = None,
+                     panel_size: tuple[float, float] = (3.2, 2.6)) -> Figure:
     """Several spectrograms on one shared colour scale, one colourbar for all.
 
     Parameters
@@ -154,7 +171,8 @@ def spectrogram_grid(log_mels: Sequence, titles: Sequence[str] | None = None, *,
     log_mels : sequence of arrays ``(T, n_mels)`` or an array ``(N, T, n_mels)``
     titles : sequence of str, optional, one per spectrogram
     ncols : int, panels per row
-    vmin, vmax : float, optional, default the range over all panels
+    vmin, vmax : float, optional, default the range over all panels (see :func:`colour_range`)
+    panel_size : (width, height) of one panel in inches (the colourbar adds 1 inch of width)
 
     Returns
     -------
@@ -171,7 +189,7 @@ def spectrogram_grid(log_mels: Sequence, titles: Sequence[str] | None = None, *,
     vmax = max(float(x.max()) for x in xs) if vmax is None else vmax
     ncols = min(ncols, len(xs))
     nrows = -(-len(xs) // ncols)
-    fig = Figure(figsize=(3.2 * ncols + 1.0, 2.6 * nrows), layout="constrained")
+    fig = Figure(figsize=(panel_size[0] * ncols + 1.0, panel_size[1] * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, sharex=False, sharey=True)
     im = None
     for i, ax in enumerate(axes.flat):
@@ -196,8 +214,16 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[::2], edges[1::2], strict=True))
 
 
+def _envelope(w: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Min / max of ``w`` over ``max_points // 2`` equal buckets, with each bucket's start index."""
+    n_buckets = max(1, max_points // 2)
+    size = -(-w.size // n_buckets)  # samples per bucket, rounded up
+    padded = np.pad(w, (0, size * n_buckets - w.size), mode="edge").reshape(n_buckets, size)  # (B, size)
+    return np.arange(n_buckets) * size, padded.min(1), padded.max(1)
+
+
 def waveform_prob_figure(wave, frame_probs, *, cfg: MelConfig = MelConfig(), labels=None,
-                         threshold: float = 0.5, title: str | None = None) -> Figure:
+                         threshold: float = 0.5, title: str | None = None, max_points: int = 20000) -> Figure:
     """Waveform above the per-frame p(vocal) curve, ground-truth vocal frames shaded.
 
     Parameters
@@ -207,6 +233,8 @@ def waveform_prob_figure(wave, frame_probs, *, cfg: MelConfig = MelConfig(), lab
         ``cfg.frame_times(T)[i]``
     labels : array ``(T,)`` of 0/1 ground truth, optional; vocal frames are shaded on both axes
     threshold : float, drawn as a dashed line on the probability axes
+    max_points : int, a longer waveform is drawn as its min/max envelope over ``max_points // 2``
+        buckets (every peak stays visible; a 10-minute upload stays quick to draw)
 
     Returns
     -------
@@ -221,7 +249,11 @@ def waveform_prob_figure(wave, frame_probs, *, cfg: MelConfig = MelConfig(), lab
     t_frames = cfg.frame_times(p.size)  # (T,) s
     fig = Figure(figsize=(8, 3.6), layout="constrained")
     ax_w, ax_p = fig.subplots(2, 1, sharex=True, height_ratios=[1, 1.2])
-    ax_w.plot(np.arange(w.size) / cfg.sample_rate, w, lw=0.5, color="0.25")
+    if w.size > max_points:
+        start, lo, hi = _envelope(w, max_points)
+        ax_w.fill_between(start / cfg.sample_rate, lo, hi, color="0.25", lw=0, step="post")
+    else:
+        ax_w.plot(np.arange(w.size) / cfg.sample_rate, w, lw=0.5, color="0.25")
     ax_w.set_ylabel("amplitude")
     ax_p.plot(t_frames, p, color="C0", lw=1.2, label="p(vocal)")
     ax_p.axhline(threshold, color="C3", ls="--", lw=0.8, label=f"threshold {threshold:g}")
@@ -277,6 +309,28 @@ def mean_band_profile_figure(sets: Mapping[str, object], *, cfg: MelConfig = Mel
     return fig
 
 
+def _log_ticks(lo: float, hi: float) -> np.ndarray:
+    """log10 positions of colourbar ticks inside ``[lo, hi]``: 1-2-5 steps per decade, else 3 even ones.
+
+    Without the fallback a range inside one decade (every FID between 1.2 and 1.3) gets no tick.
+    """
+    decades = np.arange(np.floor(lo) - 1, np.ceil(hi) + 1)
+    cands = np.log10(np.outer(10.0 ** decades, [1.0, 2.0, 5.0]).ravel())
+    inside = cands[(cands >= lo - 1e-9) & (cands <= hi + 1e-9)]
+    if inside.size > 8:  # many decades: whole decades only
+        inside = inside[np.isclose(inside, np.round(inside))]
+    return inside if inside.size >= 2 else np.linspace(lo, hi, 3)
+
+
+def _distinct_labels(values: np.ndarray) -> list[str]:
+    """Labels with 3 significant digits, or as few more (up to 8) as keep them apart."""
+    for digits in range(3, 9):
+        labels = [f"{v:.{digits}g}" for v in values]
+        if len(set(labels)) == len(labels):
+            break
+    return labels
+
+
 def fid_heatmap(table, lrs: Sequence[float], lambdas: Sequence[float], *, title: str | None = None,
                 selected: tuple[int, int] | None = None) -> go.Figure:
     """FID over a learning-rate x lambda grid, colour on a log scale, selected cell marked.
@@ -308,11 +362,11 @@ def fid_heatmap(table, lrs: Sequence[float], lambdas: Sequence[float], *, title:
     text = [[("" if np.isnan(v) else f"{v:.3g}") for v in row] for row in z]
     finite = logz[np.isfinite(logz)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    ticks = np.arange(np.floor(lo), np.ceil(hi) + 1)
+    ticks = _log_ticks(lo, hi)
     heat = go.Heatmap(
         z=logz, x=xs, y=ys, customdata=custom, text=text, texttemplate="%{text}",
         colorscale="Viridis", reversescale=True, zmin=lo, zmax=max(hi, lo + 1e-9),
-        colorbar=dict(title="FID (log scale)", tickvals=ticks.tolist(), ticktext=[f"{10**t:g}" for t in ticks]),
+        colorbar=dict(title="FID (log scale)", tickvals=ticks.tolist(), ticktext=_distinct_labels(10**ticks)),
         # Exact values in the hover; the cell text shows 3 significant digits.
         hovertext=[[("missing" if np.isnan(v) else repr(float(v))) for v in row] for row in z],
         hovertemplate="lr %{customdata[0]:g}<br>lambda %{customdata[1]:g}<br>FID %{hovertext}<extra></extra>",
@@ -333,17 +387,23 @@ def fid_heatmap(table, lrs: Sequence[float], lambdas: Sequence[float], *, title:
 
 
 def score_trace_figure(traces, *, title: str | None = None, maximise: bool = True,
-                       ylabel: str = "score") -> go.Figure:
+                       ylabel: str = "score", steps=None, kept=None, running_best: bool = True,
+                       xlabel: str = "step") -> go.Figure:
     """Score per optimisation step, one solid line per run plus its best-so-far dashed.
 
     Parameters
     ----------
     traces : array ``(S, n_steps)`` (runs named "seed i") or mapping name -> array ``(n_steps,)``
     maximise : bool, best-so-far is the running maximum (True) or minimum (False)
+    steps : array ``(n_steps,)``, optional, x value of each column (default ``1 .. n_steps``)
+    kept : array ``(S,)`` of column indices, optional: the kept iterate of each run, marked
+        with one marker trace "kept iterate" (indices are clipped to the trace)
+    running_best : bool, draw the dashed best-so-far lines (off for traces that already are one)
 
     Returns
     -------
-    plotly.graph_objects.Figure with ``2 * S`` traces (score, best so far) in legend groups.
+    plotly.graph_objects.Figure with ``S`` (score) traces, ``S`` more (best so far) when
+    ``running_best``, in legend groups, then one marker trace when ``kept`` is given.
     """
     if isinstance(traces, Mapping):
         items = [(str(k), _np(v, f"traces[{k!r}]").reshape(-1)) for k, v in traces.items()]
@@ -358,16 +418,28 @@ def score_trace_figure(traces, *, title: str | None = None, maximise: bool = Tru
     acc = np.maximum.accumulate if maximise else np.minimum.accumulate
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                "#bcbd22", "#17becf"]
+    n_steps = max(y.size for _, y in items)
+    xs = np.arange(1, n_steps + 1) if steps is None else _np(steps, "steps").reshape(-1)
+    if xs.size != n_steps:
+        raise ParameterError(f"steps has {xs.size} values for traces of {n_steps} steps")
     fig = go.Figure()
     for i, (name, y) in enumerate(items):
         colour = palette[i % len(palette)]
-        steps = np.arange(1, y.size + 1)
-        fig.add_trace(go.Scatter(x=steps, y=y, mode="lines", name=name, legendgroup=name,
+        fig.add_trace(go.Scatter(x=xs[:y.size], y=y, mode="lines", name=name, legendgroup=name,
                                  line=dict(color=colour, width=1.2)))
-        fig.add_trace(go.Scatter(x=steps, y=acc(y), mode="lines", name=f"{name} best so far",
-                                 legendgroup=name, showlegend=False,
-                                 line=dict(color=colour, width=1.2, dash="dash")))
-    fig.update_layout(title=title, xaxis_title="step", yaxis_title=ylabel, hovermode="x unified")
+        if running_best:
+            fig.add_trace(go.Scatter(x=xs[:y.size], y=acc(y), mode="lines", name=f"{name} best so far",
+                                     legendgroup=name, showlegend=False,
+                                     line=dict(color=colour, width=1.2, dash="dash")))
+    if kept is not None:
+        k = np.asarray(_np(kept, "kept"), dtype=int).reshape(-1)
+        if k.size != len(items):
+            raise ParameterError(f"kept has {k.size} indices for {len(items)} traces")
+        k = np.array([np.clip(j, 0, y.size - 1) for j, (_, y) in zip(k, items, strict=True)], dtype=int)
+        fig.add_trace(go.Scatter(x=xs[k], y=[y[j] for j, (_, y) in zip(k, items, strict=True)], mode="markers",
+                                 name="kept iterate", marker=dict(size=7, color="black", symbol="circle-open",
+                                                                  line=dict(width=2))))
+    fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel, hovermode="x unified")
     return fig
 
 

@@ -136,9 +136,10 @@ def test_pages_in_a_real_browser(server):
             page.goto(server + "/listen")
             page.get_by_role("heading", name="Listen & compare").first.wait_for()
             _settle(page)
-            page.locator(".js-plotly-plot").first.wait_for()  # the band profile, drawn last
+            page.get_by_text("All players share one gain; Griffin-Lim").wait_for()  # caption under the band profile, drawn last
             _settle(page)
             assert page.locator("audio").count() >= 4
+            assert page.locator('[data-testid="stImage"] img').count() >= 5  # 4 spectrogram columns + band profile
             page.screenshot(path=str(ARTIFACTS / "5_listen.png"), full_page=True)
 
             page.goto(server + "/runs")

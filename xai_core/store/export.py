@@ -27,45 +27,28 @@ def _write_csv(path: Path, rows: list[dict]) -> Path:
 
 
 def _png(path: Path, r: AMResult, title: str) -> Path:
-    import matplotlib
+    from xai_core.audio.config import MelConfig
+    from xai_core.viz import colour_range, spectrogram_grid
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    n = r.logmel_best.shape[0]
-    cols = min(n, 10)
-    rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows + 0.5), squeeze=False)
-    x = r.logmel_best.numpy()
-    vmin, vmax = float(np.percentile(x, 1)), float(x.max())
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < n:
-            ax.imshow(x[i].T, origin="lower", aspect="auto", vmin=vmin, vmax=vmax, cmap="magma")
-            ax.set_title(f"p={float(r.prob_best[i]):.2f}", fontsize=7)
+    x = r.logmel_best.numpy()  # (S, T, M)
+    vmin, vmax = colour_range(x, hi=100)
+    fig = spectrogram_grid(x, [f"p={float(p):.2f}" for p in r.prob_best], cfg=MelConfig(), ncols=min(len(x), 8),
+                           vmin=vmin, vmax=vmax, panel_size=(2.6, 2.4))
     fig.suptitle(title, fontsize=9)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
 def _wavs(folder: Path, r: AMResult, *, n_iter: int) -> list[Path]:
-    import soundfile as sf
-
     from xai_core.audio.config import MelConfig
+    from xai_core.audio.export import write_wav
     from xai_core.audio.inversion import mel_to_audio
 
-    folder.mkdir(parents=True, exist_ok=True)
     cfg = MelConfig()
     wave = mel_to_audio(r.logmel_best, cfg=cfg, n_iter=n_iter).numpy()  # (S, n_samples)
-    peak = float(np.abs(wave).max()) or 1.0
-    wave = wave * (0.9 / peak)  # one gain for the set: relative loudness kept
-    out = []
-    for i, w in enumerate(wave):
-        p = folder / f"example{i:03d}_seed{int(r.seeds[i])}.wav"
-        sf.write(str(p), w, cfg.sample_rate, subtype="PCM_16")
-        out.append(p)
-    return out
+    peak = float(np.abs(wave).max())  # one reference peak for the set: relative loudness kept
+    return [write_wav(folder / f"example{i:03d}_seed{int(r.seeds[i])}.wav", w, sample_rate=cfg.sample_rate,
+                      peak=peak) for i, w in enumerate(wave)]
 
 
 def export_result(result: AMResult | GridResult, out: Path, *, run_id: str, wav: bool, png: bool, csv: bool,
