@@ -37,7 +37,7 @@ class DemoPaths:
     reference: Path
 
     @classmethod
-    def at(cls, root: str | Path | None = None) -> "DemoPaths":
+    def at(cls, root: str | Path | None = None) -> DemoPaths:
         root = Path(root) if root is not None else demo_dir()
         return cls(root / CLASSIFIER_FILE, root / GENERATOR_FILE, root / REFERENCE_FILE)
 
@@ -87,7 +87,7 @@ class ReferenceSet:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "ReferenceSet":
+    def load(cls, path: str | Path) -> ReferenceSet:
         from safetensors import SafetensorError, safe_open
 
         path = Path(path)

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from xai_core import __version__
 from xai_core.audio.config import MelConfig
 from xai_core.audio.features import Normaliser
 from xai_core.errors import CheckpointError, XaiError
+from xai_core.fileio import atomic_write_bytes
 from xai_core.models.generator import GeneratorConfig, SpecGenerator, generator_preset
 from xai_core.models.svdnet import SVDNet, SVDNetConfig, svdnet_preset
 
@@ -91,20 +90,6 @@ def model_identity(model: nn.Module) -> str:
     return weights_identity(model.state_dict())
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def default_provenance(**extra: Any) -> dict[str, Any]:
     prov = {"package_version": __version__, "torch": torch.__version__, "python": platform.python_version()}
     prov.update(extra)
@@ -145,7 +130,7 @@ def save_bundle(path: str | Path, *, model: nn.Module, kind: str, mel: MelConfig
     except TypeError as exc:
         raise CheckpointError(f"metadata is not JSON-serialisable: {exc}") from exc
     path = Path(path)
-    _atomic_write(path, blob)
+    atomic_write_bytes(path, blob)
     return path
 
 
@@ -281,7 +266,7 @@ def update_bundle_metadata(path: str | Path, *, metrics: dict | None = None,
         meta.setdefault("metrics", {}).update(metrics)
     if provenance:
         meta.setdefault("provenance", {}).update(provenance)
-    _atomic_write(Path(path), save(tensors, metadata={"vocal_xai": json.dumps(meta, default=_json_default)}))
+    atomic_write_bytes(Path(path), save(tensors, metadata={"vocal_xai": json.dumps(meta, default=_json_default)}))
 
 
 def import_state_dict(path: str | Path, *, kind: str, preset: str, mel: MelConfig = MelConfig(),

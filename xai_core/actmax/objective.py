@@ -61,27 +61,13 @@ def frozen(model: nn.Module, device: torch.device) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
-def _layer_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
-    """Per-example output shape of every addressable layer (in the model's own dtype and device)."""
-    p = next(model.parameters())
-    x = torch.zeros(1, 1, model.config.n_frames, model.config.n_mels, device=p.device, dtype=p.dtype)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), capture_activations(model, model.layer_names) as acts:
-            model(x)
-    finally:
-        model.train(was_training)
-    return {n: tuple(acts[n].shape[1:]) for n in model.layer_names}
-
-
 def check_models(classifier: Bundle, generator: Bundle, layer: str, unit: int) -> int:
     """Validate the pair and the unit; return the layer's per-example size."""
     if classifier.kind != "classifier" or generator.kind != "generator":
         raise ParameterError(f"expected a classifier and a generator bundle, got {classifier.kind!r} "
                              f"and {generator.kind!r}")
     check_compatible(classifier, generator)
-    shapes = _layer_shapes(classifier.model)
+    shapes = classifier.model.layer_shapes()
     if layer not in shapes:
         raise ParameterError(f"unknown layer {layer!r}; valid layers: {list(shapes)}")
     size = math.prod(shapes[layer]) if shapes[layer] else 1

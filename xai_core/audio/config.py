@@ -69,7 +69,7 @@ class MelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "MelConfig":
+    def from_dict(cls, d: dict) -> MelConfig:
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         unknown = sorted(set(d) - set(known))
         if unknown:

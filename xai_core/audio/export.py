@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 import soundfile as sf
 
 from xai_core.errors import ParameterError
+from xai_core.fileio import atomic_write_bytes
 
 __all__ = ["common_gain", "wav_bytes", "wav_bytes_set", "zip_bytes", "write_wav", "read_wav"]
 
@@ -142,17 +142,7 @@ def write_wav(path: str | os.PathLike, wave, *, sample_rate: int = 22050, peak: 
     """
     path = Path(path)
     data = wav_bytes(wave, sample_rate=sample_rate, peak=peak, headroom_db=headroom_db)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data)
     return path
 
 

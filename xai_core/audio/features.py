@@ -109,7 +109,7 @@ class Normaliser:
             raise ParameterError("Normaliser std must be positive in every band")
 
     @classmethod
-    def fit(cls, frames: torch.Tensor | np.ndarray, *, min_std: float = 1e-4) -> "Normaliser":
+    def fit(cls, frames: torch.Tensor | np.ndarray, *, min_std: float = 1e-4) -> Normaliser:
         """Fit on log-mel frames of shape ``(..., n_mels)`` (all leading axes are pooled)."""
         x = torch.as_tensor(frames, dtype=torch.float64)
         x = x.reshape(-1, x.shape[-1])
@@ -120,7 +120,7 @@ class Normaliser:
         return cls(mean.float(), std.float())
 
     @classmethod
-    def identity(cls, n_mels: int) -> "Normaliser":
+    def identity(cls, n_mels: int) -> Normaliser:
         return cls(torch.zeros(n_mels), torch.ones(n_mels))
 
     @property
@@ -138,7 +138,7 @@ class Normaliser:
         return {prefix + "mean": self.mean.float().contiguous(), prefix + "std": self.std.float().contiguous()}
 
     @classmethod
-    def from_tensors(cls, tensors: dict[str, torch.Tensor], prefix: str = "normaliser.") -> "Normaliser":
+    def from_tensors(cls, tensors: dict[str, torch.Tensor], prefix: str = "normaliser.") -> Normaliser:
         return cls(tensors[prefix + "mean"].float(), tensors[prefix + "std"].float())
 
 

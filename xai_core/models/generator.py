@@ -46,7 +46,7 @@ class GeneratorConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GeneratorConfig":
+    def from_dict(cls, d: dict) -> GeneratorConfig:
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
 
 
@@ -122,7 +122,7 @@ class DiscriminatorConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DiscriminatorConfig":
+    def from_dict(cls, d: dict) -> DiscriminatorConfig:
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
 
 

@@ -58,7 +58,7 @@ class SVDNetConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SVDNetConfig":
+    def from_dict(cls, d: dict) -> SVDNetConfig:
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
 
 

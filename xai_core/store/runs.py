@@ -21,7 +21,6 @@ import os
 import secrets
 import shutil
 import sqlite3
-import tempfile
 import time
 from contextlib import closing
 from pathlib import Path
@@ -32,6 +31,7 @@ import torch
 from xai_core.actmax.config import AMConfig, GridConfig
 from xai_core.actmax.engine import AMResult, GridResult
 from xai_core.errors import ParameterError
+from xai_core.fileio import atomic_write_bytes
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -62,19 +62,6 @@ def default_runs_dir() -> Path:
 
 def _model_info(bundle) -> dict:
     return {"identity": bundle.identity, "preset": bundle.preset, "path": str(bundle.path) if bundle.path else None}
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _result_tensors(r: AMResult, prefix: str = "") -> dict[str, torch.Tensor]:
@@ -143,7 +130,7 @@ class RunStore:
         run_id = self._new_id("am")
         folder = self.root / run_id
         folder.mkdir(parents=True)
-        _atomic_bytes(folder / "am.safetensors",
+        atomic_write_bytes(folder / "am.safetensors",
                       save(_result_tensors(result), metadata={"vocal_xai": json.dumps(_result_meta(result))}))
         with closing(self._connect()) as con, con:
             con.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -191,7 +178,7 @@ class RunStore:
             tensors.update(_result_tensors(r, prefix=f"{n_iter}."))
             meta[str(n_iter)] = _result_meta(r)
         path = self.root / run_id / f"part-{d}-{lr:g}-{lam:g}.safetensors"
-        _atomic_bytes(path, save(tensors, metadata={"vocal_xai": json.dumps(meta)}))
+        atomic_write_bytes(path, save(tensors, metadata={"vocal_xai": json.dumps(meta)}))
         with closing(self._connect()) as con, con:
             con.execute("DELETE FROM examples WHERE run_id=? AND direction=? AND lr=? AND lam=?", (run_id, d, lr, lam))
             con.execute("INSERT OR REPLACE INTO parts VALUES (?,?,?,?,?)", (run_id, d, lr, lam, path.name))
