@@ -1,4 +1,5 @@
 import io
+import os
 
 import numpy as np
 import pytest
@@ -97,6 +98,9 @@ def test_mp3_bytes(tmp_path):
     try:
         sf.write(p, _sine(), 44100, format="MP3")
     except (sf.LibsndfileError, TypeError, ValueError):
+        # the libsndfile bundled with soundfile's wheels (>= 1.1) writes MP3; CI must have it
+        if os.environ.get("CI") == "true":
+            raise
         pytest.skip("libsndfile without MP3 support")
     x = load_audio_bytes(p.read_bytes(), name="sine.mp3")
     assert abs(_peak_freq(x, 22050) - 440.0) < 3.0
