@@ -102,8 +102,8 @@ def test_pickle_payload_is_never_executed(tmp_path):
 
 
 def _rewrite(path, out, *, drop=None, reshape=None, meta_edit=None):
-    from safetensors.torch import load_file, save_file
     from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
 
     tensors = load_file(str(path))
     with safe_open(str(path), "pt") as f:
