@@ -16,20 +16,11 @@ import torch
 from torch import nn
 
 from xai_core.checkpoints import Bundle, check_compatible
+from xai_core.device import resolve_device  # noqa: F401  (re-exported)
 from xai_core.errors import CancelledError, ParameterError
 from xai_core.models.hooks import capture_activations
 
 Progress = Callable[[int, int, dict], "bool | None"]
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None``/``"auto"`` -> CUDA if available else CPU; otherwise the named device."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ParameterError(f"device {str(device)!r} requested but CUDA is not available")
-    return dev
 
 
 def call_progress(progress: Progress | None, done: int, total: int, info: dict) -> None:

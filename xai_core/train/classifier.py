@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from xai_core.audio.config import MelConfig
 from xai_core.audio.features import Normaliser
+from xai_core.device import resolve_device  # noqa: F401  (re-exported)
 from xai_core.errors import CancelledError, CheckpointError, ParameterError
 from xai_core.models.svdnet import SVDNET_PRESETS, SVDNet, svdnet_preset
 from xai_core.train.augment import DB_TO_LOG_MAGNITUDE, AugmentConfig, augment_batch
@@ -31,13 +32,6 @@ from xai_core.train.data import ExcerptPool, Track
 from xai_core.train.evaluate import MEDIAN_FRAMES, validation_error
 
 Progress = Callable[[int, int, dict], object]
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"``/None -> CUDA when available, else CPU; anything else as given."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 @dataclass(frozen=True)
