@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 
@@ -56,24 +57,22 @@ def _delete(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("runs", help="list, show, export or delete stored AM / grid runs")
     s = p.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
-    q = s.add_parser("list", help="list runs")
+    store = argparse.ArgumentParser(add_help=False)  # the option every action shares
+    store.add_argument("--runs-dir", help="run store folder (default: $XAI_RUNS_DIR or ./runs)")
+    q = s.add_parser("list", parents=[store], help="list runs")
     q.add_argument("--kind", choices=("am", "grid"))
-    q.add_argument("--runs-dir", help="run store folder (default: $XAI_RUNS_DIR or ./runs)")
     q.set_defaults(func=_list)
-    q = s.add_parser("show", help="configuration, models, summary / FID tables of a run")
+    q = s.add_parser("show", parents=[store], help="configuration, models, summary / FID tables of a run")
     q.add_argument("run_id")
-    q.add_argument("--runs-dir", help="run store folder (default: $XAI_RUNS_DIR or ./runs)")
     q.set_defaults(func=_show)
-    q = s.add_parser("export", help="write CSV, PNG spectrograms and WAVs of a run")
+    q = s.add_parser("export", parents=[store], help="write CSV, PNG spectrograms and WAVs of a run")
     q.add_argument("run_id")
     q.add_argument("--out", required=True)
     q.add_argument("--no-wav", action="store_true")
     q.add_argument("--no-png", action="store_true")
     q.add_argument("--no-csv", action="store_true")
     q.add_argument("--griffin-lim-iter", type=int, default=100)
-    q.add_argument("--runs-dir", help="run store folder (default: $XAI_RUNS_DIR or ./runs)")
     q.set_defaults(func=_export)
-    q = s.add_parser("delete", help="delete a run")
+    q = s.add_parser("delete", parents=[store], help="delete a run")
     q.add_argument("run_id")
-    q.add_argument("--runs-dir", help="run store folder (default: $XAI_RUNS_DIR or ./runs)")
     q.set_defaults(func=_delete)
