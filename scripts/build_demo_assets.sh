@@ -8,7 +8,8 @@
 # Deterministic (fixed seeds, deterministic kernels, fixed thread count); roughly 60 min on an
 # idle 2-core CPU. Environment knobs: WORK (work folder), OUT (asset folder), RESUME=1 (keep the
 # work folder and continue interrupted stages from their checkpoints), THREADS, CLF_EPOCHS,
-# CLF_BATCHES, CLF_MIX, GAN_STEPS, CACHE (feature cache).
+# CLF_BATCHES, CLF_MIX, GAN_STEPS, CACHE (feature cache), UNTIL=STAGE (stop after that stage, e.g.
+# UNTIL=eval_heldout to check the classifier before the long GAN stage; continue with RESUME=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -38,6 +39,7 @@ import json, sys
 p, k, v = sys.argv[1], sys.argv[2], int(sys.argv[3])
 d = json.load(open(p)); d[k] = v; json.dump(d, open(p, "w"), indent=1)
 PYEOF
+  if [[ "${UNTIL:-}" == "$name" ]]; then echo "== stopped after $name (UNTIL=$UNTIL)"; exit 0; fi
 }
 X="$PY -m xai_core"
 COMMON=(--threads "$THREADS" --cache-dir "$CACHE")

