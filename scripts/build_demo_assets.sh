@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Rebuild the bundled demo (assets/demo) from scratch with the project's own commands:
-#   1. demo corpus (seed 0) and held-out corpus (seed 1, same song split -> unseen test songs)
-#   2. lite classifier, paper recipe (CLF_MIX>0 adds backing-mix augmentation) -> both test splits
+#   1. demo corpus (seed 0), two more renderings of its training songs (seeds 2, 3) and the
+#      held-out corpus (seed 1); one song split (split seed 0) -> the test songs are never trained on
+#   2. lite classifier, paper recipe, on the train splits of the three renderings (CLF_MIX>0 adds
+#      backing-mix augmentation) -> evaluated on the test splits of corpus and held-out corpus
 #   3. lite spectrogram GAN (hinge + SN, EMA)   -> quality report against held-out real excerpts
 #   4. reference excerpts with classifier responses
 #   5. float16 copies into assets/demo, samples.png / samples_*.wav, CREDITS.md, report.json
@@ -16,8 +18,8 @@ PY=${PY:-.venv/bin/python}
 WORK=${WORK:-work_cache/demo_build}
 OUT=${OUT:-assets/demo}
 THREADS=${THREADS:-2}
-CLF_EPOCHS=${CLF_EPOCHS:-12}
-CLF_BATCHES=${CLF_BATCHES:-400}
+CLF_EPOCHS=${CLF_EPOCHS:-16}
+CLF_BATCHES=${CLF_BATCHES:-600}
 CLF_MIX=${CLF_MIX:-0}  # backing-mix augmentation probability (0 = the paper's recipe exactly)
 GAN_STEPS=${GAN_STEPS:-9000}
 CACHE=${CACHE:-$WORK/feature_cache}
@@ -30,7 +32,11 @@ TIMES="$WORK/timings.json"
 [[ -f "$TIMES" ]] || echo '{}' > "$TIMES"
 stage() {  # stage NAME DONE_FILE COMMAND...: run unless DONE_FILE exists, record seconds
   local name=$1 done_file=$2; shift 2
-  if [[ -e "$done_file" ]]; then echo "== $name: done already ($done_file)"; return; fi
+  if [[ -e "$done_file" ]]; then
+    echo "== $name: done already ($done_file)"
+    if [[ "${UNTIL:-}" == "$name" ]]; then exit 0; fi
+    return
+  fi
   echo "== $name: $*"
   local t0; t0=$(date +%s)
   "$@"
@@ -46,11 +52,16 @@ COMMON=(--threads "$THREADS" --cache-dir "$CACHE")
 
 stage corpus "$WORK/corpus/corpus.json" \
   $X data build-demo --out "$WORK/corpus" --seed 0 --split-seed 0 --force
+stage corpus_r2 "$WORK/corpus_r2/corpus.json" \
+  $X data build-demo --out "$WORK/corpus_r2" --seed 2 --split-seed 0 --force
+stage corpus_r3 "$WORK/corpus_r3/corpus.json" \
+  $X data build-demo --out "$WORK/corpus_r3" --seed 3 --split-seed 0 --force
 stage corpus_heldout "$WORK/heldout/corpus.json" \
   $X data build-demo --out "$WORK/heldout" --seed 1 --split-seed 0 --force
 
 stage classifier "$WORK/classifier.safetensors" \
-  $X train classifier --data "$WORK/corpus" --out "$WORK/classifier.safetensors" \
+  $X train classifier --data "$WORK/corpus" --extra-data "$WORK/corpus_r2" --extra-data "$WORK/corpus_r3" \
+    --out "$WORK/classifier.safetensors" \
     --checkpoint "$WORK/classifier.ckpt.pt" --resume --preset lite --epochs "$CLF_EPOCHS" \
     --batches-per-epoch "$CLF_BATCHES" --batch-size 32 --mix-prob "$CLF_MIX" --seed $SEED "${COMMON[@]}"
 stage eval_heldout "$WORK/eval_heldout.json" \

@@ -102,3 +102,33 @@ def test_resume_refuses_other_settings(tmp_path):
             "--cache-dir", str(tmp_path / "cache")]
     assert main(args) == 0
     assert main([*args[:-4], "--lr", "0.5", "--resume", "--threads", "1", "--cache-dir", str(tmp_path / "cache")]) == 2
+
+
+def _corpus_json(root, splits):
+    files = [{"file": f"{song}_{i}.wav", "song": song, "split": sp} for i, (song, sp) in enumerate(splits.items())]
+    (root / "corpus.json").write_text(json.dumps({"files": files}))
+
+
+def test_extra_renderings_join_training_but_never_test_songs(tmp_path, capsys):
+    from xai_core.checkpoints import load_bundle
+    from xai_core.errors import ParameterError
+    from xai_core.train.cli import _check_extra_corpora
+
+    main_c, extra, leaky = (_write_corpus(tmp_path / n, seed=i) for i, n in enumerate(("a", "b", "c")))
+    _corpus_json(main_c, {"s1": "train", "s2": "valid", "s3": "test"})
+    _corpus_json(extra, {"s1": "train", "s2": "valid", "s3": "test"})
+    _corpus_json(leaky, {"s3": "train", "s1": "valid", "s2": "test"})
+    _check_extra_corpora(main_c, [extra])
+    with pytest.raises(ParameterError, match=r"trains on test songs of --data: \['s3'\]"):
+        _check_extra_corpora(main_c, [extra, leaky])
+    with pytest.raises(ParameterError, match="itself"):
+        _check_extra_corpora(main_c, [main_c])
+    clf = tmp_path / "c.safetensors"
+    args = ["train", "classifier", "--data", str(main_c), "--out", str(clf), "--preset", "tiny", "--epochs", "1",
+            "--batches-per-epoch", "2", "--batch-size", "4", "--median-frames", "5", "--threads", "1",
+            "--cache-dir", str(tmp_path / "cache")]
+    assert main([*args, "--extra-data", str(leaky)]) == 2 and not clf.exists()
+    assert main([*args, "--extra-data", str(extra)]) == 0
+    assert "data: 6 train / 4 valid / 2 test files" in capsys.readouterr().out
+    data = load_bundle(clf).provenance["data"]
+    assert data["extra"][0]["path"] == str(extra)

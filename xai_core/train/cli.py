@@ -9,6 +9,8 @@ import shlex
 import time
 from pathlib import Path
 
+from xai_core.errors import ParameterError
+
 
 def _command_line(args) -> str:
     """The full command of this run with every option spelled out (defaults included), rebuilt
@@ -52,6 +54,32 @@ def _corpus_info(root: Path) -> dict:
     return info
 
 
+def _song_splits(root: Path) -> dict[str, str] | None:
+    """song -> split of a demo-corpus folder (from its corpus.json), None for other corpora."""
+    cj = root / "corpus.json"
+    if not cj.is_file():
+        return None
+    return {f["song"]: f["split"] for f in json.loads(cj.read_text()).get("files", [])}
+
+
+def _check_extra_corpora(main: Path, extras: list[Path]) -> None:
+    """Refuse extra renderings that would train on the songs of ``main``'s test split."""
+    test_songs = {s for s, sp in (_song_splits(main) or {}).items() if sp == "test"}
+    for e in extras:
+        if Path(e).resolve() == Path(main).resolve():
+            raise ParameterError(f"--extra-data {str(e)!r} is the --data corpus itself")
+        splits = _song_splits(Path(e))
+        if splits is None:
+            if test_songs:
+                raise ParameterError(f"--extra-data {str(e)!r} has no corpus.json: cannot check that it "
+                                     "does not contain the test songs of --data")
+            continue
+        leak = sorted(s for s, sp in splits.items() if sp in ("train", "valid") and s in test_songs)
+        if leak:
+            raise ParameterError(f"--extra-data {str(e)!r} trains on test songs of --data: {leak} "
+                                 "(build it with the same --split-seed)")
+
+
 def _bar(desc: str, total: int | None = None):
     from tqdm import tqdm
 
@@ -72,6 +100,10 @@ def register(sub) -> None:
 
     c = tsub.add_parser("classifier", help="train an SVDNet singing-voice detector (paper recipe)")
     c.add_argument("--data", type=Path, required=True, help="corpus folder (Jamendo layout)")
+    c.add_argument("--extra-data", type=Path, action="append", default=[], metavar="FOLDER",
+                   help="another rendering of the corpus (repeatable): its train and valid splits join "
+                        "training and validation; test comes from --data only, and no song of that test "
+                        "split may be in an extra corpus' train or valid split")
     c.add_argument("--out", type=Path, required=True, help="output bundle (.safetensors)")
     c.add_argument("--preset", default="lite", help="SVDNet preset: paper, lite, tiny")
     c.add_argument("--epochs", type=int, default=20)
@@ -199,9 +231,13 @@ def _train_classifier(args) -> int:
         seed=args.seed, median_frames=args.median_frames, mix_prob=args.mix_prob,
         mix_attenuation_db=args.mix_attenuation_db)
     t0 = time.perf_counter()
+    _check_extra_corpora(args.data, args.extra_data)
     train = load_split(args.data, "train", mel=mel, cache_dir=args.cache_dir)
     valid = load_split(args.data, "valid", mel=mel, cache_dir=args.cache_dir)
     test = load_split(args.data, "test", mel=mel, cache_dir=args.cache_dir)
+    for extra in args.extra_data:
+        train = train + load_split(extra, "train", mel=mel, cache_dir=args.cache_dir)
+        valid = valid + load_split(extra, "valid", mel=mel, cache_dir=args.cache_dir)
     print(f"data: {len(train)} train / {len(valid)} valid / {len(test)} test files, "
           f"{sum(t.frames for t in train)} train frames ({time.perf_counter() - t0:.1f} s)")
     ckpt = args.checkpoint or args.out.with_name(args.out.name + ".ckpt.pt")
@@ -233,7 +269,10 @@ def _train_classifier(args) -> int:
     print(report.table())
     metrics = {"eval": {"data": str(args.data), "split": "test", **report.to_dict()},
                "history": run.history, "train_seconds": round(run.seconds, 1)}
-    prov = default_provenance(command=_command_line(args), seed=cfg.seed, data=_corpus_info(args.data),
+    data_info = _corpus_info(args.data)
+    if args.extra_data:
+        data_info["extra"] = [_corpus_info(e) for e in args.extra_data]
+    prov = default_provenance(command=_command_line(args), seed=cfg.seed, data=data_info,
                               train_config=cfg.to_dict(), device=str(dev), threads=torch.get_num_threads(),
                               weights_dtype="float16" if args.float16 else "float32")
     save_bundle(args.out, model=run.model.cpu(), kind="classifier", mel=mel, normaliser=run.normaliser,
