@@ -156,3 +156,40 @@ def test_cli_build_and_info(tmp_path, capsys):
     assert main(["data", "info", str(out)]) == 0
     text = capsys.readouterr().out
     assert "vocal" in text and "synthetic_" in text
+
+
+def _fake_game_music(root, n=3, seconds=12.0):
+    """Folders shaped like the GAME_MUSIC packages: tonal noise songs, one remastered duplicate."""
+    rng = np.random.default_rng(0)
+    roots = {}
+    for key in demo.GAME_MUSIC:
+        d = root / key / "album"
+        d.mkdir(parents=True)
+        for i in range(n):
+            t = np.arange(int(seconds * 44100)) / 44100
+            x = 0.2 * np.sin(2 * np.pi * (110 + 40 * i) * t) + 0.05 * rng.standard_normal(t.size)
+            sf.write(d / f"track{i}.ogg", np.stack([x, x], 1).astype(np.float32), 44100)
+        (d / "track0_enhanced.ogg").write_bytes((d / "track0.ogg").read_bytes())
+        (d / "broken.ogg").write_bytes(b"not audio")
+        roots[key] = root / key
+    return roots
+
+
+def test_game_music_backing(tmp_path):
+    roots = _fake_game_music(tmp_path / "pkgs")
+    songs = demo.find_game_music_songs(roots)
+    assert len(songs) == 3 * len(demo.GAME_MUSIC)  # remastered duplicates and unreadable files left out
+    assert all(s.guitar_path is None and s.duration == pytest.approx(12.0, abs=0.05) for s in songs)
+    assert songs[0].slug == "hyperrogue_album_track0"
+    cfg = demo.DemoConfig(**{**demo.asdict(TINY), "minutes": 0.6})
+    corpus = _build(tmp_path / "c", backing="game-music", config=cfg, game_music_roots=roots)
+    assert corpus["backing"]["kind"] == "game-music"
+    assert {f["artist"] for f in corpus["files"]} <= set(demo.GAME_MUSIC)
+    assert {f["split"] for f in corpus["files"]} == {"train", "valid", "test"}
+    credits = (tmp_path / "c" / "CREDITS.md").read_text()
+    for key in {f["artist"] for f in corpus["files"]}:
+        assert demo.GAME_MUSIC[key]["package"] in credits
+    with pytest.raises(demo.DataError, match="apt install warzone2100-music"):
+        _build(tmp_path / "none", backing="game-music", game_music_roots={k: tmp_path / "no" for k in roots})
+    with pytest.raises(ParameterError, match="backing='jazz'"):
+        _build(tmp_path / "none", backing="jazz")

