@@ -60,7 +60,7 @@ def server(tiny_demo_dir, tmp_path):
                              "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env, stdout=log, stderr=log)
     try:
         _wait_http(f"http://127.0.0.1:{port}/_stcore/health")
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", tmp_path / "streamlit.log"
     finally:
         proc.terminate()
         try:
@@ -70,6 +70,30 @@ def server(tiny_demo_dir, tmp_path):
         log.close()
         ARTIFACTS.mkdir(exist_ok=True)
         shutil.copy(tmp_path / "streamlit.log", ARTIFACTS / "streamlit.log")
+
+
+PROBLEMS = '[data-testid="stException"], [data-testid="stAlertContentError"], [data-testid="stAlertContentWarning"]'
+
+
+def _log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no server log)"
+
+
+def _wait_for(page, locator, log: Path, what: str, timeout: float = 240_000) -> None:
+    """Wait for ``locator``; fail at once, with the page's message and the server log, if an error,
+    exception or warning shows up instead (a timeout alone says nothing about why)."""
+    problems = page.locator(PROBLEMS)
+    try:
+        locator.or_(problems).first.wait_for(timeout=timeout)
+    except Exception as exc:
+        pytest.fail(f"{what}: not shown within {timeout / 1000:.0f} s ({type(exc).__name__})\n"
+                    f"server log:\n{_log_tail(log)}")
+    if locator.count() == 0 and problems.count():
+        pytest.fail(f"{what}: the page shows instead: {problems.first.inner_text()!r}\n"
+                    f"server log:\n{_log_tail(log)}")
 
 
 def _settle(page, timeout=180_000):
@@ -84,6 +108,7 @@ def _settle(page, timeout=180_000):
 def test_pages_in_a_real_browser(server):
     from playwright.sync_api import sync_playwright
 
+    server, log = server
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -108,7 +133,7 @@ def test_pages_in_a_real_browser(server):
             page.get_by_role("spinbutton", name="Iterations", exact=True).press("Enter")
             _settle(page)
             page.get_by_role("button", name="Run", exact=True).click()
-            page.get_by_text("Full run · saved as").wait_for()
+            _wait_for(page, page.get_by_text("Full run · saved as"), log, "Full activation-maximisation run")
             _settle(page)
             assert page.locator("audio").count() >= 1
             assert page.get_by_text("DeltaGenerator").count() == 0
@@ -127,7 +152,7 @@ def test_pages_in_a_real_browser(server):
                 page.get_by_role("spinbutton", name=label, exact=True).press("Enter")
                 _settle(page)
             page.get_by_role("button", name="Start the grid in the background").click()
-            page.locator(".js-plotly-plot").first.wait_for(timeout=300_000)
+            _wait_for(page, page.locator(".js-plotly-plot"), log, "FID grid heatmaps", timeout=300_000)
             page.get_by_text("Examples of max").first.wait_for()
             _settle(page)
             assert page.locator(".js-plotly-plot").count() >= 4
@@ -136,7 +161,8 @@ def test_pages_in_a_real_browser(server):
             page.goto(server + "/listen")
             page.get_by_role("heading", name="Listen & compare").first.wait_for()
             _settle(page)
-            page.get_by_text("All players share one gain; Griffin-Lim").wait_for()  # caption under the band profile, drawn last
+            # the caption under the band profile is drawn last
+            _wait_for(page, page.get_by_text("All players share one gain; Griffin-Lim"), log, "Listen page")
             _settle(page)
             assert page.locator("audio").count() >= 4
             assert page.locator('[data-testid="stImage"] img').count() >= 5  # 4 spectrogram columns + band profile
