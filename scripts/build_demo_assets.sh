@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Rebuild the bundled demo (assets/demo) from scratch with the project's own commands:
-#   1. demo corpus (seed 0), two more renderings of its training songs (seeds 2, 3) and the
-#      held-out corpus (seed 1); one song split (split seed 0) -> the test songs are never trained on
-#   2. lite classifier, paper recipe, on the train splits of the three renderings (CLF_MIX>0 adds
-#      backing-mix augmentation) -> evaluated on the test splits of corpus and held-out corpus
+#   1. demo corpus (seed 0), two more renderings of its training songs (seeds 2, 3), a corpus over
+#      instrumental game soundtracks (GAME_MINUTES of mixes, seed 10: many more, and more varied,
+#      backing songs) and the held-out corpus (seed 1); one song split (split seed 0) -> the
+#      Frets on Fire test songs are never trained on
+#   2. lite classifier, paper recipe, on the train splits of all four training renderings (CLF_MIX>0
+#      adds backing-mix augmentation) -> evaluated on the test splits of corpus and held-out corpus
 #   3. lite spectrogram GAN (hinge + SN, EMA)   -> quality report against held-out real excerpts
 #   4. reference excerpts with classifier responses
 #   5. float16 copies into assets/demo, samples.png / samples_*.wav, CREDITS.md, report.json
 # Deterministic (fixed seeds, deterministic kernels, fixed thread count); roughly 60 min on an
 # idle 2-core CPU. Environment knobs: WORK (work folder), OUT (asset folder), RESUME=1 (keep the
 # work folder and continue interrupted stages from their checkpoints), THREADS, CLF_EPOCHS,
-# CLF_BATCHES, CLF_MIX, GAN_STEPS, CACHE (feature cache), UNTIL=STAGE (stop after that stage, e.g.
+# CLF_BATCHES, CLF_MIX, GAME_MINUTES (0 = no game-music rendering), GAN_STEPS, CACHE (feature cache), UNTIL=STAGE (stop after that stage, e.g.
 # UNTIL=eval_heldout to check the classifier before the long GAN stage; continue with RESUME=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,9 +20,10 @@ PY=${PY:-.venv/bin/python}
 WORK=${WORK:-work_cache/demo_build}
 OUT=${OUT:-assets/demo}
 THREADS=${THREADS:-2}
-CLF_EPOCHS=${CLF_EPOCHS:-16}
+CLF_EPOCHS=${CLF_EPOCHS:-20}
 CLF_BATCHES=${CLF_BATCHES:-600}
 CLF_MIX=${CLF_MIX:-0}  # backing-mix augmentation probability (0 = the paper's recipe exactly)
+GAME_MINUTES=${GAME_MINUTES:-72}
 GAN_STEPS=${GAN_STEPS:-9000}
 CACHE=${CACHE:-$WORK/feature_cache}
 SEED=0
@@ -56,11 +59,18 @@ stage corpus_r2 "$WORK/corpus_r2/corpus.json" \
   $X data build-demo --out "$WORK/corpus_r2" --seed 2 --split-seed 0 --force
 stage corpus_r3 "$WORK/corpus_r3/corpus.json" \
   $X data build-demo --out "$WORK/corpus_r3" --seed 3 --split-seed 0 --force
+EXTRA=(--extra-data "$WORK/corpus_r2" --extra-data "$WORK/corpus_r3")
+if [[ "$GAME_MINUTES" != 0 ]]; then
+  stage corpus_games "$WORK/corpus_games/corpus.json" \
+    $X data build-demo --out "$WORK/corpus_games" --backing game-music --minutes "$GAME_MINUTES" --seed 10 \
+      --split-seed 0 --force
+  EXTRA+=(--extra-data "$WORK/corpus_games")
+fi
 stage corpus_heldout "$WORK/heldout/corpus.json" \
   $X data build-demo --out "$WORK/heldout" --seed 1 --split-seed 0 --force
 
 stage classifier "$WORK/classifier.safetensors" \
-  $X train classifier --data "$WORK/corpus" --extra-data "$WORK/corpus_r2" --extra-data "$WORK/corpus_r3" \
+  $X train classifier --data "$WORK/corpus" "${EXTRA[@]}" \
     --out "$WORK/classifier.safetensors" \
     --checkpoint "$WORK/classifier.ckpt.pt" --resume --preset lite --epochs "$CLF_EPOCHS" \
     --batches-per-epoch "$CLF_BATCHES" --batch-size 32 --mix-prob "$CLF_MIX" --seed $SEED "${COMMON[@]}"

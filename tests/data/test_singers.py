@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ from xai_core.data.singers import (
     FormantSinger,
     Note,
     Phrase,
+    available_singers,
     find_soundfonts,
     midi_to_hz,
     trim_silence,
@@ -133,3 +136,14 @@ def test_additive_instrument_pitch_and_length():
     assert abs(1200 * np.log2(f0 / 220.0)) < 30
     chord = AdditiveInstrument().render([(0.0, 60, 1.0), (0.0, 64, 1.0)], sample_rate=SR)
     assert len(chord) == SR
+
+
+def test_festival_without_a_voice_is_skipped_with_a_reason(tmp_path, monkeypatch):
+    # Debian's festival without festvox-kallpc16k: text2wave runs, prints an error, writes nothing
+    fake = tmp_path / "text2wave"
+    fake.write_text("#!/bin/sh\necho 'SIOD ERROR: no voice' >&2\nexit 0\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    available, skipped = available_singers()
+    assert "festival" not in available
+    assert "festvox-kallpc16k" in skipped["festival"] and "text2wave failed" in skipped["festival"]

@@ -678,7 +678,16 @@ def available_singers(*, sample_rate: int = 22050) -> tuple[list[str], dict[str,
     if shutil.which("text2wave") is None:
         skipped["festival"] = "Festival's text2wave not found"
     else:
-        available.append("festival")
+        # text2wave without a voice (Debian's festival without festvox-kallpc16k) runs but cannot
+        # sing: probe one short note so that the family is skipped with a reason instead of failing
+        # on every phrase of a build
+        try:
+            FestivalSinger().render(Phrase((Note(60, 0.3, "a", "l"),)), sample_rate=sample_rate)
+        except (ParameterError, OSError, subprocess.SubprocessError) as exc:
+            skipped["festival"] = (f"Festival cannot sing here ({str(exc).splitlines()[0][:120]}); "
+                                   "apt install festvox-kallpc16k")
+        else:
+            available.append("festival")
     return available, skipped
 
 
