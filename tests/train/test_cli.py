@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import numpy as np
 import pytest
@@ -130,5 +131,7 @@ def test_extra_renderings_join_training_but_never_test_songs(tmp_path, capsys):
     assert main([*args, "--extra-data", str(leaky)]) == 2 and not clf.exists()
     assert main([*args, "--extra-data", str(extra)]) == 0
     assert "data: 6 train / 4 valid / 2 test files" in capsys.readouterr().out
-    data = load_bundle(clf).provenance["data"]
-    assert data["extra"][0]["path"] == str(extra)
+    prov = load_bundle(clf).provenance
+    assert prov["data"]["extra"][0]["path"] == str(extra)
+    words = shlex.split(prov["command"])  # the recorded command repeats the option once per value
+    assert words[words.index("--extra-data") + 1] == str(extra) and words.count("--extra-data") == 1

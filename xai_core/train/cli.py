@@ -27,6 +27,9 @@ def _command_line(args) -> str:
             words += [action.option_strings[0]] if value else []
         elif isinstance(action, argparse._StoreFalseAction):
             words += [] if value else [action.option_strings[0]]
+        elif isinstance(action, argparse._AppendAction):  # a repeatable option: once per value
+            for v in value or []:
+                words += [action.option_strings[0], str(v)]
         elif value is not None:
             words += [action.option_strings[0], str(value)]
     return " ".join(shlex.quote(w) for w in words)
