@@ -1,0 +1,67 @@
+"""The bundled demo (assets/demo): it loads, its parts fit together, and the README states its numbers.
+
+These tests read the shipped files (a few MB, a second or two); they guard against committing a demo
+whose parts came from different builds, or a README whose quality table went stale.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from xai_core.assets import BUNDLED_DEMO_DIR, REPO_ROOT, DemoPaths, ReferenceSet
+from xai_core.checkpoints import load_bundle
+
+REPORT = BUNDLED_DEMO_DIR / "report.json"
+
+
+@pytest.fixture(scope="module")
+def report() -> dict:
+    return json.loads(REPORT.read_text())
+
+
+@pytest.fixture(scope="module")
+def demo():
+    p = DemoPaths.at(BUNDLED_DEMO_DIR)
+    assert not p.missing(), p.missing()
+    return (load_bundle(p.classifier, expected_kind="classifier"), load_bundle(p.generator, expected_kind="generator"),
+            ReferenceSet.load(p.reference))
+
+
+def test_bundled_demo_parts_fit_together(demo, report):
+    clf, gen, ref = demo
+    assert clf.mel == gen.mel == ref.mel
+    assert clf.normaliser is not None
+    assert clf.preset == report["classifier"]["preset"] and gen.preset == report["generator"]["preset"]
+    assert sum(p.numel() for p in clf.model.parameters()) == report["classifier"]["parameters"]
+    assert sum(p.numel() for p in gen.model.parameters()) == report["generator"]["parameters"]
+    assert len(ref) == report["reference"]["n"]
+    assert tuple(ref.logmel.shape[1:]) == (clf.mel.excerpt_frames, clf.mel.n_mels)
+    with torch.no_grad():
+        x = gen.model.float()(torch.randn(4, gen.model.z_dim))  # (4, T, M) un-normalised log-mel
+        assert tuple(x.shape) == (4, clf.mel.excerpt_frames, clf.mel.n_mels)
+        logits = clf.model.float()(clf.normaliser.apply(x))
+    assert logits.shape == (4,) and torch.isfinite(logits).all()
+    # the shipped classifier is the one the report measured (its held-out metrics are in its metadata)
+    shipped = clf.metrics["heldout_test"]["test"]["error"]
+    assert shipped == pytest.approx(report["classifier"]["heldout_test_float16"]["error"], abs=1e-9)
+
+
+def _readme_number(pattern: str) -> float:
+    text = (REPO_ROOT / "README.md").read_text()
+    m = re.search(pattern, text)
+    assert m, f"README has no line matching {pattern!r}"
+    return float(m.group(1))
+
+
+def test_readme_states_the_reports_numbers(report):
+    c, g = report["classifier"], report["generator"]["quality_float16"]
+    err = _readme_number(r"frame error after the 56-frame median filter \| \*\*([\d.]+) %\*\*")
+    assert err == pytest.approx(100 * c["heldout_test_float16"]["error"], abs=0.051)
+    fid = _readme_number(r"generated vs real \| ([\d.]+) \(real-vs-real floor")
+    assert fid == pytest.approx(g["fid_hidden"], rel=0.01, abs=0.006)
+    vocal = _readme_number(r"p\(vocal\) > 0\.9 / < 0\.1 \| ([\d.]+) %")
+    assert vocal == pytest.approx(100 * g["frac_vocal_generated"], abs=0.051)
