@@ -8,7 +8,8 @@
 #      adds backing-mix augmentation) -> evaluated on the test splits of corpus and held-out corpus
 #   3. lite spectrogram GAN (hinge + SN, EMA)   -> quality report against held-out real excerpts
 #   4. reference excerpts with classifier responses
-#   5. float16 copies into assets/demo, samples.png / samples_*.wav, CREDITS.md, report.json
+#   5. float16 copies into assets/demo, CREDITS.md; the report judges the generator through the
+#      shipped classifier and writes samples.png / samples_*.wav and report.json
 # Deterministic (fixed seeds, deterministic kernels, fixed thread count); roughly 60 min on an
 # idle 2-core CPU. Environment knobs: WORK (work folder), OUT (asset folder), RESUME=1 (keep the
 # work folder and continue interrupted stages from their checkpoints), THREADS, CLF_EPOCHS,
@@ -93,8 +94,7 @@ $X train export "$WORK/classifier.safetensors" --out "$OUT/classifier.safetensor
 $X train export "$WORK/generator.safetensors" --out "$OUT/generator.safetensors" --float16
 cp "$WORK/reference.safetensors" "$OUT/reference.safetensors"
 cp "$WORK/corpus/CREDITS.md" "$OUT/CREDITS.md"
-rm -f "$OUT"/samples_*.wav
-cp "$WORK/artefacts/samples.png" "$WORK"/artefacts/samples_*.wav "$OUT/"
+rm -f "$OUT"/samples_*.wav  # the report writes samples.png and samples_*.wav of the shipped pair
 $X eval classifier "$OUT/classifier.safetensors" --data "$WORK/heldout" --split test --threshold bundle \
   --key heldout_test "${COMMON[@]}" > "$WORK/eval_heldout_fp16.txt"
 $X train report --classifier "$WORK/classifier.safetensors" --generator "$WORK/generator.safetensors" \

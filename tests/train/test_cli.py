@@ -91,8 +91,24 @@ def test_train_eval_gan_reference_export_report(tmp_path, capsys):
     rep = json.loads((art / "report.json").read_text())
     assert rep["classifier"]["float16_max_abs_logit_change"] < 1e-2
     assert set(rep["classifier"]["heldout_test_float16"]) >= {"error", "f1", "roc_auc"}
+    assert rep["generator"]["judged_by_classifier"] == load_bundle(clf).identity
+    assert rep["generator"]["quality_float32"]["n"] == 100
+    assert sorted(p.name for p in art.glob("*.wav")) == ["samples_nonvocal_1.wav", "samples_nonvocal_2.wav",
+                                                        "samples_nonvocal_3.wav", "samples_vocal_1.wav",
+                                                        "samples_vocal_2.wav", "samples_vocal_3.wav"]
     out = capsys.readouterr().out
     assert "ALL (median-filtered)" in out and "FID hidden" in out
+
+    # a generator trained against another training set's normaliser is refused, not judged
+    from xai_core.audio.features import Normaliser
+    from xai_core.checkpoints import save_bundle
+
+    other = tmp_path / "other_gen.safetensors"
+    save_bundle(other, model=g.model, kind="generator", mel=g.mel, preset=g.preset,
+                normaliser=Normaliser(g.normaliser.mean + 1.0, g.normaliser.std))
+    assert main(["train", "report", "--classifier", str(clf), "--generator", str(other), "--assets", str(art),
+                 "--heldout", str(data), "--report-n", "100", *common]) == 2
+    assert "another normaliser" in capsys.readouterr().err
 
 
 def test_resume_refuses_other_settings(tmp_path):

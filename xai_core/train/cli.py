@@ -183,14 +183,18 @@ def register(sub) -> None:
     x.add_argument("--float16", action="store_true", help="store floating weights as float16")
     x.set_defaults(func=_export)
 
-    rep = tsub.add_parser("report", help="collect the demo build's numbers into report.json")
+    rep = tsub.add_parser("report", help="collect the demo build's numbers into report.json; judge the generator "
+                                        "through the shipped classifier, write samples.png and samples_*.wav")
     rep.add_argument("--classifier", type=Path, required=True, help="the float32 classifier bundle")
     rep.add_argument("--generator", type=Path, required=True, help="the float32 generator bundle")
     rep.add_argument("--assets", type=Path, required=True, help="the demo folder (float16 bundles, reference)")
     rep.add_argument("--heldout", type=Path, required=True, help="held-out corpus (fp16 cost on its test split)")
     rep.add_argument("--timings", type=Path, default=None, help="JSON of stage durations (seconds)")
     rep.add_argument("--seed", type=int, default=0)
-    rep.add_argument("--report-n", type=int, default=1000, help="excerpts per set for the float16 quality report")
+    rep.add_argument("--report-n", type=int, default=1000,
+                     help="excerpts per set for the float32 and float16 quality reports")
+    rep.add_argument("--n-wavs", type=int, default=6,
+                     help="WAVs of the most and least vocal generator samples written next to samples.png")
     _common(rep)
     rep.set_defaults(func=_report)
 
@@ -506,12 +510,23 @@ def _report(args) -> int:
     c16 = load_bundle(paths.classifier, device=dev, expected_kind="classifier")
     g16 = load_bundle(paths.generator, device=dev, expected_kind="generator")
     ref = ReferenceSet.load(paths.reference)
+    # The generator is judged through the classifier it ships with, whichever run trained it against
+    # a classifier: both must share the normaliser (the critic saw the data through it), i.e. the
+    # classifier must come from the same training data.
+    if g32.normaliser is None or not (torch.allclose(g32.normaliser.mean.cpu(), c32.normaliser.mean.cpu())
+                                      and torch.allclose(g32.normaliser.std.cpu(), c32.normaliser.std.cpu())):
+        raise ParameterError(f"{args.generator} was trained against another normaliser than {args.classifier}'s "
+                             "(another training set): retrain the GAN with this classifier")
     test = load_split(args.heldout, "test", mel=c32.mel, cache_dir=args.cache_dir)
     thr = float(c32.metrics["eval"]["threshold"])
     r32 = evaluate_classifier(c32.model, c32.normaliser, valid=[], test=test, threshold=thr, device=dev)
     r16 = evaluate_classifier(c16.model, c16.normaliser, valid=[], test=test, threshold=thr, device=dev)
     real, _, _ = random_excerpts(test, 2 * args.report_n, seed=args.seed, frames=c32.mel.excerpt_frames)
+    q32 = gan_quality_report(g32.model, c32.model, c32.normaliser, real, n=args.report_n, seed=args.seed)
     q16 = gan_quality_report(g16.model, c16.model, c16.normaliser, real, n=args.report_n, seed=args.seed)
+    for q in (q32, q16):
+        q["real_data"] = f"{args.heldout} (test split)"
+    _write_artefacts(g32.model, c32, Path(args.assets), seed=args.seed + 7, n_wavs=args.n_wavs)
     with torch.no_grad():
         z = torch.randn(256, g32.model.z_dim, generator=torch.Generator().manual_seed(args.seed)).to(dev)
         x32, x16 = g32.model(z), g16.model(z)  # (256, T, M)
@@ -520,7 +535,6 @@ def _report(args) -> int:
         l16 = c16.model(c16.normaliser.apply(x32))
         logit_dev = float((l32 - l16).abs().max())
     keys = ("error", "precision", "recall", "specificity", "f1", "roc_auc")
-    q32 = g32.metrics.get("quality", {})
     doc = {
         "classifier": {
             "preset": c32.preset, "parameters": c32.n_parameters, "threshold": thr,
@@ -539,6 +553,7 @@ def _report(args) -> int:
             "quality_float16": {k: v for k, v in q16.items() if not k.startswith("band_mean")},
             "float16_max_abs_logmel_change": gen_dev,
             "train_seconds": g32.metrics.get("train_seconds"), "provenance": g32.provenance,
+            "judged_by_classifier": c32.identity,
         },
         "reference": {"n": len(ref), "vocal_labelled": int(ref.labels.sum()), "rule": ref.info.get("rule")},
         "heldout": _corpus_info(args.heldout),
@@ -549,7 +564,7 @@ def _report(args) -> int:
     out = Path(args.assets) / "report.json"
     out.write_text(json.dumps(doc, indent=1, default=float) + "\n")
     print(f"held-out test error: float32 {r32.test['error']:.2%}, float16 {r16.test['error']:.2%} "
-          f"(max logit change {logit_dev:.2e}); generator FID hidden fp32 {q32.get('fid_hidden', float('nan')):.3f}, "
+          f"(max logit change {logit_dev:.2e}); generator FID hidden fp32 {q32['fid_hidden']:.3f}, "
           f"fp16 {q16['fid_hidden']:.3f} (floor {q16['fid_hidden_floor']:.3f})")
     print(f"wrote {out}")
     return 0
