@@ -14,7 +14,8 @@
 # idle 2-core CPU. Environment knobs: WORK (work folder), OUT (asset folder), RESUME=1 (keep the
 # work folder and continue interrupted stages from their checkpoints), THREADS, CLF_EPOCHS,
 # CLF_BATCHES, CLF_MIX, GAME_MINUTES (0 = no game-music rendering), GAN_STEPS, CACHE (feature cache), UNTIL=STAGE (stop after that stage, e.g.
-# UNTIL=eval_heldout to check the classifier before the long GAN stage; continue with RESUME=1).
+# UNTIL=eval_heldout to check the classifier before the long GAN stage; continue with RESUME=1),
+# ALLOW_MISSING=1 (build without some of the Debian packages listed below: another corpus).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -29,6 +30,20 @@ GAN_STEPS=${GAN_STEPS:-9000}
 CACHE=${CACHE:-$WORK/feature_cache}
 SEED=0
 export OMP_NUM_THREADS=$THREADS OMP_WAIT_POLICY=PASSIVE PYTHONHASHSEED=0
+
+# What a seed renders depends on the singers, soundfonts and songs installed: check them up front
+# (a missing one would silently change the corpus, or fail an hour in). ALLOW_MISSING=1 goes on anyway.
+DEB_PACKAGES=(fretsonfire-songs-muldjord fretsonfire-songs-sectoid fluidsynth fluid-soundfont-gm festival
+              festvox-kallpc16k)
+if [[ "$GAME_MINUTES" != 0 ]]; then DEB_PACKAGES+=(warzone2100-music hyperrogue-music singularity-music); fi
+missing=()
+for pkg in "${DEB_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if (( ${#missing[@]} )) && [[ "${ALLOW_MISSING:-0}" != 1 ]]; then
+  echo "the demo build needs these Debian packages: sudo apt-get install --no-install-recommends ${missing[*]}" >&2
+  exit 1
+fi
 
 if [[ "${RESUME:-0}" != 1 ]]; then rm -rf "$WORK"; fi
 mkdir -p "$WORK" "$OUT"
@@ -94,6 +109,13 @@ $X train export "$WORK/classifier.safetensors" --out "$OUT/classifier.safetensor
 $X train export "$WORK/generator.safetensors" --out "$OUT/generator.safetensors" --float16
 cp "$WORK/reference.safetensors" "$OUT/reference.safetensors"
 cp "$WORK/corpus/CREDITS.md" "$OUT/CREDITS.md"
+if [[ -f "$WORK/corpus_games/CREDITS.md" ]]; then  # credit the classifier's extra training music too
+  { printf '\n## Also in the classifier'"'"'s training data: instrumental game soundtracks\n\n'
+    printf 'The classifier was also trained on mixes of synthetic singing over excerpts of these songs\n'
+    printf '(the mixes are not shipped; the reference excerpts come from the corpus above).\n\n'
+    sed -n '/^## Backing music/,/^## Synthetic singers/p' "$WORK/corpus_games/CREDITS.md" | sed '1,2d;$d'
+  } >> "$OUT/CREDITS.md"
+fi
 rm -f "$OUT"/samples_*.wav  # the report writes samples.png and samples_*.wav of the shipped pair
 $X eval classifier "$OUT/classifier.safetensors" --data "$WORK/heldout" --split test --threshold bundle \
   --key heldout_test "${COMMON[@]}" > "$WORK/eval_heldout_fp16.txt"
