@@ -34,17 +34,23 @@ up = st.file_uploader("An audio file (wav, flac, ogg, mp3)", type=["wav", "flac"
 with display.errors_shown("Could not classify the file"):
     if up is not None:
         wave = load_audio_bytes(up.getvalue(), name=up.name, sample_rate=clf.mel.sample_rate, max_seconds=600)
-        _, p = compute.classify_wave(clf.identity, state.digest(up.getvalue()), clf, wave)
-        display.show_figure(waveform_prob_figure(wave, p, cfg=clf.mel))
+        det = compute.classify_wave(clf.identity, state.digest(up.getvalue()), clf, wave)
+        display.show_figure(waveform_prob_figure(wave, det.prob, cfg=clf.mel, threshold=det.threshold))
         st.audio(up.getvalue())
-        st.caption(f"Mean p(vocal) {p.mean():.2f}; {np.mean(p > 0.5):.0%} of frames above 0.5 (no labels known).")
+        segs = det.segments()
+        st.caption(f"Mean p(vocal) {det.prob.mean():.2f}; {det.vocal_fraction:.0%} of the {det.duration:.0f} s "
+                   f"called singing, in {len(segs)} segments: p(vocal) median-filtered over {det.median_frames} "
+                   f"frames, above the threshold {det.threshold:.2f} (dashed; tuned on validation when the "
+                   "classifier was trained). No labels known.")
+        st.download_button("Vocal segments (CSV)", "start_s,end_s\n" + "".join(f"{a},{b}\n" for a, b in segs),
+                           file_name=f"{up.name.rsplit('.', 1)[0]}_vocal_segments.csv", mime="text/csv")
     elif ld.reference is not None:
         i = int(st.number_input(f"…or a demo excerpt (0 … {len(ld.reference) - 1})", 0, len(ld.reference) - 1, 0))
         x = ld.reference.logmel[i].numpy()  # (T, M)
         wave = display.invert(x[None], clf.mel.to_dict(), display.PREVIEW_GL_ITERS)[0]
-        _, p = compute.classify_wave(clf.identity, f"ref{compute.ref_key(ld.reference)}:{i}", clf, wave)
-        label = np.full_like(p, float(ld.reference.labels[i]))
-        display.show_figure(waveform_prob_figure(wave, p, cfg=clf.mel, labels=label))
+        det = compute.classify_wave(clf.identity, f"ref{compute.ref_key(ld.reference)}:{i}", clf, wave)
+        label = np.full_like(det.prob, float(ld.reference.labels[i]))
+        display.show_figure(waveform_prob_figure(wave, det.prob, cfg=clf.mel, labels=label, threshold=det.threshold))
         st.audio(wav_bytes_set([wave], sample_rate=clf.mel.sample_rate)[0])
         st.caption(f"{ld.reference.sources[i]} · label at the centre: "
                    f"{'singing' if ld.reference.labels[i] > 0.5 else 'no singing'} (label drawn over the "

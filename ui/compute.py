@@ -14,6 +14,7 @@ from xai_core.actmax import AMConfig, AMResult, GridConfig, run_am, top_referenc
 from xai_core.actmax.objective import initial_codes
 from xai_core.assets import ReferenceSet
 from xai_core.checkpoints import Bundle
+from xai_core.detect import Detection, detect_singing
 
 PREVIEW_EXAMPLES = 4  # live preview: a few examples ...
 PREVIEW_ITERS = 30  # ... and a few iterations
@@ -62,14 +63,9 @@ def generator_samples(clf_id: str, gen_id: str, n: int, seed: int, _clf: Bundle,
 
 
 @st.cache_data(max_entries=16, show_spinner="Classifying…")
-def classify_wave(clf_id: str, audio_key: str, _clf: Bundle, _wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame p(vocal) of a waveform at the classifier's rate: (frame times in s, probabilities)."""
-    from xai_core.audio.features import log_mel
-    from xai_core.train.evaluate import frame_logits
-
-    feats = log_mel(torch.as_tensor(_wave, dtype=torch.float32), _clf.mel)  # (T, M)
-    logit = frame_logits(_clf.model, feats, _clf.normaliser)  # (T,)
-    return _clf.mel.frame_times(feats.shape[0]), torch.sigmoid(logit).numpy()
+def classify_wave(clf_id: str, audio_key: str, _clf: Bundle, _wave: np.ndarray) -> Detection:
+    """Frame-wise singing detection of a waveform at the classifier's rate (bundle's threshold and filter)."""
+    return detect_singing(_clf, _wave)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -39,7 +39,8 @@ def test_models_page_lists_layers_samples_and_classifies_audio(open_page):
     at.file_uploader(key="audio_up").upload("tone.wav", _wav(), "audio/wav").run()
     _no_exception(at)
     assert not at.error
-    assert any("Mean p(vocal)" in c for c in texts(at.caption))
+    assert any("Mean p(vocal)" in c and "called singing" in c and "threshold 0.50" in c for c in texts(at.caption))
+    assert at.get("download_button")  # the vocal segments as CSV
 
 
 def test_models_page_shows_user_errors(open_page, tmp_path):
