@@ -6,7 +6,7 @@ import streamlit as st
 from ui import compute, display, state, texts
 from ui.model_picker import bundle_summary, picker
 from xai_core.audio import load_audio_bytes, wav_bytes_set
-from xai_core.viz import colour_range, spectrogram_grid, waveform_prob_figure
+from xai_core.viz import colour_range, prob_histogram_figure, spectrogram_grid, waveform_prob_figure
 
 st.title("Models")
 st.info(texts.MODELS)
@@ -68,5 +68,17 @@ if ld.generator is not None and not ld.compatible_error:
         wavs = wav_bytes_set(display.invert(x, clf.mel.to_dict(), display.PREVIEW_GL_ITERS),
                              sample_rate=clf.mel.sample_rate)
         display.players(wavs, [f"sample {i}: p(vocal) {v:.2f}" for i, v in enumerate(p)], key="gen")
+    if ld.reference is not None:
+        with st.expander("Do the generator's samples span the classifier's range?"), \
+                display.errors_shown("Could not check the generator's range"):
+            probs = compute.sample_range(clf.identity, ld.generator.identity, compute.ref_key(ld.reference), 512,
+                                         clf, ld.generator, ld.reference)
+            st.plotly_chart(prob_histogram_figure(probs, bins=20, fractions=True,
+                                                  title="p(vocal) of generator samples and of real excerpts"))
+            g, r = probs["generated"], probs["real"]
+            st.caption(f"Generated: {np.mean(g > 0.9):.0%} above 0.9, {np.mean(g < 0.1):.0%} below 0.1; real "
+                       f"excerpts: {np.mean(r > 0.9):.0%} / {np.mean(r < 0.1):.0%}. Activation maximisation and "
+                       "minimisation search this generator's output: it can only find what it can generate, so "
+                       "both clearly vocal and clearly non-vocal samples should occur.")
 elif ld.compatible_error:
     st.error(ld.compatible_error)

@@ -196,6 +196,9 @@ def test_prob_histogram_figure_one_trace_per_set():
     fig = viz.prob_histogram_figure({"real": RNG.uniform(size=50), "gan": torch.rand(20)}, bins=10)
     assert isinstance(fig, go.Figure) and len(fig.data) == 2
     assert all(t.type == "histogram" for t in fig.data)
+    assert fig.data[0].histnorm in (None, "") and fig.layout.yaxis.title.text == "count"
+    frac = viz.prob_histogram_figure({"real": RNG.uniform(size=50)}, fractions=True)
+    assert frac.data[0].histnorm == "probability" and "fraction" in frac.layout.yaxis.title.text
     with pytest.raises(ParameterError):
         viz.prob_histogram_figure({"bad": np.array([1.2])})
 

@@ -62,6 +62,24 @@ def generator_samples(clf_id: str, gen_id: str, n: int, seed: int, _clf: Bundle,
     return logmel.numpy(), torch.sigmoid(_logits(_clf, logmel)).numpy()
 
 
+@st.cache_data(max_entries=8, show_spinner="Sampling the generator…")
+def sample_range(clf_id: str, gen_id: str, ref_key_: str, n: int, _clf: Bundle, _gen: Bundle,
+                 _ref: ReferenceSet) -> dict[str, np.ndarray]:
+    """p(vocal) of ``n`` generator samples and of the reference set's real excerpts.
+
+    Of the reference set only the excerpts drawn at random are used when it records how each was
+    chosen (the demo's also holds the top and bottom responders, which would skew the comparison).
+    """
+    z = initial_codes(0, n, _gen.model.z_dim)  # (n, d)
+    dev = next(_gen.model.parameters()).device
+    with torch.no_grad():
+        p_gen = torch.cat([torch.sigmoid(_logits(_clf, _gen.model(c.to(dev)).float())) for c in z.split(256)])
+        sel = _ref.info.get("selection")
+        idx = [i for i, s in enumerate(sel) if s == "random"] if sel and "random" in sel else list(range(len(_ref)))
+        p_real = torch.sigmoid(_logits(_clf, _ref.logmel[idx]))
+    return {"generated": p_gen.numpy(), "real": p_real.numpy()}
+
+
 @st.cache_data(max_entries=16, show_spinner="Classifying…")
 def classify_wave(clf_id: str, audio_key: str, _clf: Bundle, _wave: np.ndarray) -> Detection:
     """Frame-wise singing detection of a waveform at the classifier's rate (bundle's threshold and filter)."""

@@ -443,13 +443,15 @@ def score_trace_figure(traces, *, title: str | None = None, maximise: bool = Tru
     return fig
 
 
-def prob_histogram_figure(probs: Mapping[str, object], *, bins: int = 20, title: str | None = None) -> go.Figure:
+def prob_histogram_figure(probs: Mapping[str, object], *, bins: int = 20, title: str | None = None,
+                          fractions: bool = False) -> go.Figure:
     """Overlaid histograms of p(vocal) for several sets, on ``[0, 1]``.
 
     Parameters
     ----------
     probs : mapping name -> array of probabilities (any shape; flattened)
     bins : number of equal-width bins on ``[0, 1]``
+    fractions : plot each set's fraction per bin instead of counts (sets of different sizes)
 
     Returns
     -------
@@ -463,7 +465,8 @@ def prob_histogram_figure(probs: Mapping[str, object], *, bins: int = 20, title:
         if x.size and (x.min() < 0 or x.max() > 1):
             raise ParameterError(f"probs[{name!r}] must lie in [0, 1]")
         fig.add_trace(go.Histogram(x=x, name=f"{name} (n={x.size})", opacity=0.6,
+                                   histnorm="probability" if fractions else None,
                                    xbins=dict(start=0.0, end=1.0, size=1.0 / bins)))
-    fig.update_layout(title=title, barmode="overlay", xaxis_title="p(vocal)", yaxis_title="count",
-                      xaxis_range=[0, 1])
+    fig.update_layout(title=title, barmode="overlay", xaxis_title="p(vocal)",
+                      yaxis_title="fraction of the set" if fractions else "count", xaxis_range=[0, 1])
     return fig

@@ -41,6 +41,8 @@ def test_models_page_lists_layers_samples_and_classifies_audio(open_page):
     assert not at.error
     assert any("Mean p(vocal)" in c and "called singing" in c and "threshold 0.50" in c for c in texts(at.caption))
     assert at.get("download_button")  # the vocal segments as CSV
+    assert any("above 0.9" in c and "real excerpts" in c for c in texts(at.caption))  # the generator's range
+    assert at.get("plotly_chart")
 
 
 def test_models_page_shows_user_errors(open_page, tmp_path):
