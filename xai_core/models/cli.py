@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -16,7 +17,12 @@ def _info(args) -> int:
 
 
 def _threshold(text: str) -> float | None:
-    return None if text == "bundle" else float(text)
+    if text == "bundle":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a probability nor 'bundle'") from None
 
 
 def _classify(args) -> int:
