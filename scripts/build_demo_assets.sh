@@ -23,7 +23,7 @@ WORK=${WORK:-work_cache/demo_build}
 OUT=${OUT:-assets/demo}
 THREADS=${THREADS:-2}
 CLF_EPOCHS=${CLF_EPOCHS:-20}
-CLF_BATCHES=${CLF_BATCHES:-600}
+CLF_BATCHES=${CLF_BATCHES:-1500}
 CLF_MIX=${CLF_MIX:-0}  # backing-mix augmentation probability (0 = the paper's recipe exactly)
 GAME_MINUTES=${GAME_MINUTES:-72}
 GAN_STEPS=${GAN_STEPS:-9000}
