@@ -35,7 +35,7 @@ export OMP_NUM_THREADS=$THREADS OMP_WAIT_POLICY=PASSIVE PYTHONHASHSEED=0
 # (a missing one would silently change the corpus, or fail an hour in). ALLOW_MISSING=1 goes on anyway.
 DEB_PACKAGES=(fretsonfire-songs-muldjord fretsonfire-songs-sectoid fluidsynth fluid-soundfont-gm festival
               festvox-kallpc16k)
-if [[ "$GAME_MINUTES" != 0 ]]; then DEB_PACKAGES+=(warzone2100-music hyperrogue-music singularity-music nexuiz-music asc-music); fi
+if [[ "$GAME_MINUTES" != 0 ]]; then DEB_PACKAGES+=(warzone2100-music hyperrogue-music singularity-music); fi
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

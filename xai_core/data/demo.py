@@ -264,58 +264,7 @@ GAME_MUSIC: dict[str, dict] = {
         "licence": "CC BY-SA 3.0", "url": "https://creativecommons.org/licenses/by-sa/3.0/",
         "credit": "Endgame: Singularity music, Copyright (C) 2007-2008, 2012 Max McCracken, CC BY-SA 3.0.",
     },
-    # Electronic / industrial rock with drums and distorted synths: the kind of backing the shipped
-    # classifier called singing most often (up to 23 % of a track), hence valuable negatives.
-    "nexuiz": {
-        "package": "nexuiz-music", "root": "/usr/share/games/nexuiz/data/music.pk3",  # a zip archive
-        "licence": "GPL-2+", "url": "https://www.gnu.org/licenses/old-licenses/gpl-2.0.html",
-        "credit": "Nexuiz soundtrack, (C) 2002 - 2009 Alientrap, Lee Vermeulen, GPL-2+ (Debian copyright file).",
-    },
-    "asc": {
-        "package": "asc-music", "root": "/usr/share/games/asc/music",
-        "licence": "GPL-2+", "url": "https://www.gnu.org/licenses/old-licenses/gpl-2.0.html",
-        "credit": "Advanced Strategic Command music, Copyright 2002 Michael Kievernagel, GPL-2+ (Debian copyright file).",
-    },
 }
-
-_ARCHIVE_SUFFIXES = (".pk3", ".zip")
-
-
-def game_music_extract_dir() -> Path:
-    """Where audio inside game-data archives is unpacked: next to the feature cache."""
-    from xai_core.data.cache import default_cache_dir
-
-    return default_cache_dir().parent / "game-music"
-
-
-def _unpack_audio(archive: Path, dest: Path) -> Path:
-    """Unpack the audio members of a zip archive (e.g. a Quake-style ``.pk3``) into ``dest``.
-
-    Members already unpacked with the same size are kept; names that would leave ``dest`` are
-    skipped. Returns ``dest``. A corrupt archive raises :class:`DataError`.
-    """
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                name = Path(info.filename)
-                if info.is_dir() or name.suffix.lower() not in _AUDIO_SUFFIXES:
-                    continue
-                if name.is_absolute() or ".." in name.parts:
-                    continue
-                target = dest / name
-                if target.is_file() and target.stat().st_size == info.file_size:
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(target.name + ".part")
-                with zf.open(info) as src, open(tmp, "wb") as out:
-                    while chunk := src.read(1 << 20):
-                        out.write(chunk)
-                tmp.replace(target)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise DataError(f"cannot unpack game music archive {str(archive)!r}: {e}") from e
-    return dest
 
 
 _AUDIO_SUFFIXES = (".ogg", ".opus", ".flac", ".wav", ".mp3")
@@ -324,8 +273,7 @@ _AUDIO_SUFFIXES = (".ogg", ".opus", ".flac", ".wav", ".mp3")
 def find_game_music_songs(roots: dict[str, str | os.PathLike] | None = None) -> list[BackingSong]:
     """Songs of the installed :data:`GAME_MUSIC` packages, sorted by slug.
 
-    A package whose root is a zip archive (``.pk3``) is unpacked once into
-    :func:`game_music_extract_dir`. ``roots`` overrides a package's folder (key -> folder), e.g. in tests. Files that cannot be
+    ``roots`` overrides a package's folder (key -> folder), e.g. in tests. Files that cannot be
     read are skipped.
     """
     import soundfile as sf
@@ -333,8 +281,6 @@ def find_game_music_songs(roots: dict[str, str | os.PathLike] | None = None) -> 
     songs = []
     for key, pkg in GAME_MUSIC.items():
         root = Path((roots or {}).get(key, pkg["root"]))
-        if root.is_file() and root.suffix.lower() in _ARCHIVE_SUFFIXES:
-            root = _unpack_audio(root, game_music_extract_dir() / key)
         if not root.is_dir():
             continue
         for f in sorted(root.rglob("*")):
