@@ -66,8 +66,10 @@ def test_train_eval_gan_reference_export_report(tmp_path, capsys):
     art = tmp_path / "assets"
     assert main(["train", "gan", "--data", str(data), "--classifier", str(clf), "--out", str(gen), "--preset", "tiny",
                  "--steps", "3", "--batch-size", "4", "--report-n", "100", "--artefacts", str(art),
-                 "--n-wavs", "2", *common]) == 0
+                 "--n-wavs", "2", "--select-every", "2", "--select-n", "50", *common]) == 0
     g = load_bundle(gen, expected_kind="generator")
+    assert [s["step"] for s in g.metrics["selection"]] == [2, 3]
+    assert g.metrics["selected"]["which"] in ("raw", "ema") and g.metrics["selected"]["score"] >= 0
     q = g.metrics["quality"]
     assert q["n"] == 100 and q["fid_hidden_floor"] >= 0 and len(q["p_hist_generated"]) == 10
     assert (art / "samples.png").stat().st_size > 0

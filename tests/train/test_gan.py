@@ -70,3 +70,67 @@ def test_quality_report_floor_and_fractions(toy_tracks):
     # the generator set compared with itself would be 0; the floor compares disjoint halves
     with pytest.raises(ParameterError):
         gan_quality_report(gen, clf, norm, real[:50], n=40)
+
+
+class _ScriptedScorer:
+    """Returns scripted scores in call order (raw before EMA at each selection step)."""
+
+    def __init__(self, scores):
+        self.scores, self.calls = list(scores), 0
+
+    def __call__(self, generator):
+        assert not generator.training  # scored in eval mode
+        self.calls += 1
+        return self.scores[self.calls - 1] if self.calls <= len(self.scores) else 0.0
+
+
+def test_selection_returns_the_best_scored_snapshot(toy_tracks):
+    train, _, _ = toy_tracks
+    norm = _norm(train)
+    kw = dict(preset="tiny", critic_preset="tiny", batch_size=4, ema_decay=0.9)
+    scorer = _ScriptedScorer([5.0, 4.0, -3.0, 1.0, 2.0, 2.0])  # step 2's raw generator is the best
+    run = train_gan(train, norm, GanTrainConfig(steps=3, select_every=1, **kw), device="cpu", scorer=scorer)
+    assert scorer.calls == 6
+    assert run.selected == {"step": 2, "which": "raw", "score": -3.0}
+    assert [s["step"] for s in run.selection] == [1, 2, 3] and run.selection[1] == {"step": 2, "raw": -3.0, "ema": 1.0}
+    plain = train_gan(train, norm, GanTrainConfig(steps=2, **{**kw, "ema_decay": 0.0}), device="cpu")
+    for a, b in zip(plain.generator.state_dict().values(), run.generator.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert not any(p.requires_grad for p in run.generator.parameters()) and not run.generator.training
+
+
+def test_selection_needs_a_scorer_and_survives_resume(toy_tracks, tmp_path):
+    train, _, _ = toy_tracks
+    norm = _norm(train)
+    kw = dict(preset="tiny", critic_preset="tiny", batch_size=4, checkpoint_every=2, select_every=2)
+    with pytest.raises(ParameterError, match="scorer"):
+        train_gan(train, norm, GanTrainConfig(steps=2, **kw), device="cpu")
+    with pytest.raises(ParameterError, match="select_every"):
+        GanTrainConfig(select_every=-1)
+    script = [3.0, 2.0, 9.0, 9.0]  # the best snapshot (step 2, EMA) is chosen before the interruption
+    full = train_gan(train, norm, GanTrainConfig(steps=4, **kw), device="cpu", scorer=_ScriptedScorer(script))
+    ckpt = tmp_path / "g.pt"
+    train_gan(train, norm, GanTrainConfig(steps=2, **kw), device="cpu", checkpoint=ckpt,
+              scorer=_ScriptedScorer(script[:2]))
+    resumed = train_gan(train, norm, GanTrainConfig(steps=4, **kw), device="cpu", checkpoint=ckpt, resume=True,
+                        scorer=_ScriptedScorer(script[2:]))
+    assert resumed.selected == full.selected == {"step": 2, "which": "ema", "score": 2.0}
+    assert resumed.selection == full.selection
+    for a, b in zip(full.generator.state_dict().values(), resumed.generator.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_fid_scorer_is_zero_on_the_generators_own_samples(toy_tracks):
+    from xai_core.train.gan import fid_scorer, generate
+
+    train, _, test = toy_tracks
+    norm = _norm(train)
+    clf = SVDNet("tiny").eval()
+    gen = train_gan(train, norm, GanTrainConfig(preset="tiny", critic_preset="tiny", steps=1, batch_size=2),
+                    device="cpu").generator
+    own = fid_scorer(clf, norm, generate(gen, 64, seed=5), n=64, seed=5)
+    assert own(gen) == pytest.approx(0.0, abs=1e-6)
+    real, _, _ = random_excerpts(test, 64, seed=0)
+    assert fid_scorer(clf, norm, real, n=64, seed=5)(gen) > 1e-3
+    with pytest.raises(ParameterError):
+        fid_scorer(clf, norm, real[:1], n=64)

@@ -153,6 +153,11 @@ def register(sub) -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--checkpoint", type=Path, default=None, help="training checkpoint (default OUT.ckpt.pt)")
     g.add_argument("--checkpoint-every", type=int, default=250)
+    g.add_argument("--select-every", type=int, default=500,
+                   help="every this many steps score the raw generator and its weight average by FID on the "
+                        "classifier's hidden layer against the validation split of --data, and save the best "
+                        "snapshot (0 = save the final weight average)")
+    g.add_argument("--select-n", type=int, default=1000, help="samples (and real excerpts) per selection FID")
     g.add_argument("--resume", action="store_true")
     g.add_argument("--sample-dir", type=Path, default=None, help="write a sample grid PNG every --sample-every steps")
     g.add_argument("--sample-every", type=int, default=500)
@@ -353,6 +358,7 @@ def _train_gan(args) -> int:
         GanTrainConfig,
         format_quality,
         gan_quality_report,
+        fid_scorer,
         random_excerpts,
         train_gan,
     )
@@ -369,8 +375,13 @@ def _train_gan(args) -> int:
                          lr_g=args.lr_g, lr_d=args.lr_d, beta1=args.beta1, beta2=args.beta2,
                          gp_weight=args.gp_weight, ema_decay=args.ema, seed=args.seed,
                          sample_every=args.sample_every if args.sample_dir else 0,
-                         checkpoint_every=args.checkpoint_every)
+                         checkpoint_every=args.checkpoint_every, select_every=args.select_every)
     train = load_split(args.data, "train", mel=mel, cache_dir=args.cache_dir)
+    scorer = None
+    if cfg.select_every:  # selection looks at the validation split only; the report uses test data
+        valid = load_split(args.data, "valid", mel=mel, cache_dir=args.cache_dir)
+        valid_x, _, _ = random_excerpts(valid, args.select_n, seed=args.seed, frames=mel.excerpt_frames)
+        scorer = fid_scorer(clf.model, clf.normaliser, valid_x, n=args.select_n, seed=args.seed + 3)
     ckpt = args.checkpoint or args.out.with_name(args.out.name + ".ckpt.pt")
     bar = _bar(f"gan {cfg.preset}", cfg.steps)
 
@@ -386,9 +397,13 @@ def _train_gan(args) -> int:
 
     try:
         run = train_gan(train, clf.normaliser, cfg, mel=mel, device=dev, checkpoint=ckpt, resume=args.resume,
-                        progress=progress, sample_hook=hook if args.sample_dir else None)
+                        progress=progress, sample_hook=hook if args.sample_dir else None, scorer=scorer)
     finally:
         bar.close()
+    if run.selected is not None:
+        sel = run.selected
+        print(f"selected the {'weight average' if sel['which'] == 'ema' else 'raw generator'} after step "
+              f"{sel['step']} (validation FID {sel['score']:.3f}; scored {len(run.selection)} times)")
     report_root = args.report_data or args.data
     real_tracks = load_split(report_root, "test", mel=mel, cache_dir=args.cache_dir)
     real, _, _ = random_excerpts(real_tracks, 2 * args.report_n, seed=args.seed, frames=mel.excerpt_frames)
@@ -396,7 +411,7 @@ def _train_gan(args) -> int:
     quality["real_data"] = f"{report_root} (test split)"
     print(format_quality(quality))
     metrics = {"quality": quality, "history": run.history, "train_seconds": round(run.seconds, 1),
-               "classifier_identity": clf.identity}
+               "classifier_identity": clf.identity, "selection": run.selection, "selected": run.selected}
     prov = default_provenance(command=_command_line(args), seed=cfg.seed, data=_corpus_info(args.data),
                               classifier=str(args.classifier), train_config=cfg.to_dict(), device=str(dev),
                               threads=torch.get_num_threads(),

@@ -2,8 +2,16 @@
 
 The original discriminator and loss are not public (METHODS section 3). The recipe here is a
 standard stable one: hinge loss with a spectral-norm critic (Miyato et al. 2018) and Adam
-(2e-4, betas 0 / 0.9), or WGAN-GP (Gulrajani et al. 2017) with a plain critic; an exponential
-moving average of the generator's weights is what gets saved (sharper, steadier samples).
+(2e-4, betas 0 / 0.9), or WGAN-GP (Gulrajani et al. 2017) with a plain critic, and an exponential
+moving average of the generator's weights.
+
+Snapshot selection (``select_every`` with a ``scorer``): every so many steps both the raw generator
+and its weight average are scored, by default (:func:`fid_scorer`) with the FID on the classifier's
+hidden layer against real excerpts of the *validation* split, and the best-scoring snapshot is what
+gets saved, as GAN practice selects snapshots by FID. On the demo the weight average alone was not
+the best choice: after 9,000 steps it had FID 2.32 and 7.6 % of samples below p(vocal) 0.1, the raw
+generator beside it FID 1.58 and 25 % (the average of an oscillating generator blends modes into
+middling excerpts). Without selection the weight average (or the raw generator without EMA) is saved.
 
 The generator produces *un-normalised* log-mel; the critic sees the classifier's normalised
 version of real and generated excerpts (the same per-band normaliser), so its input is on a
@@ -44,6 +52,7 @@ from xai_core.train.data import ExcerptPool, Track
 
 Progress = Callable[[int, int, dict], object]
 SampleHook = Callable[[int, torch.Tensor], None]
+Scorer = Callable[[SpecGenerator], float]  # lower is better (e.g. an FID)
 LOSSES = ("hinge", "wgan-gp")
 
 
@@ -67,6 +76,7 @@ class GanTrainConfig:
     seed: int = 0
     sample_every: int = 500  # steps between sample hooks (0 = never)
     checkpoint_every: int = 250  # steps between checkpoints (the last step always writes one)
+    select_every: int = 0  # steps between scoring the raw and averaged generators (0 = no selection)
 
     def __post_init__(self) -> None:
         if self.preset not in GENERATOR_PRESETS:
@@ -87,9 +97,9 @@ class GanTrainConfig:
         for name in ("beta1", "beta2", "ema_decay"):
             if not 0 <= getattr(self, name) < 1:
                 raise ParameterError(f"GanTrainConfig.{name} must be in [0, 1), got {getattr(self, name)!r}")
-        if self.gp_weight < 0 or self.sample_every < 0:
-            raise ParameterError(f"gp_weight={self.gp_weight!r} and sample_every={self.sample_every!r} "
-                                 "must be >= 0")
+        if self.gp_weight < 0 or self.sample_every < 0 or self.select_every < 0:
+            raise ParameterError(f"gp_weight={self.gp_weight!r}, sample_every={self.sample_every!r} and "
+                                 f"select_every={self.select_every!r} must be >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,11 +109,13 @@ class GanTrainConfig:
 class GanRun:
     """Result of :func:`train_gan`."""
 
-    generator: SpecGenerator  # the weight average (or the raw generator without EMA), eval mode
+    generator: SpecGenerator  # the selected snapshot, else the weight average (or raw generator), eval mode
     config: GanTrainConfig
     history: list[dict] = field(default_factory=list)  # losses every 50 steps
     seconds: float = 0.0
     resumed_from_step: int = 0
+    selection: list[dict] = field(default_factory=list)  # {"step", "raw", "ema"} scores at each selection
+    selected: dict | None = None  # {"step", "which": "raw" | "ema", "score"} of the saved snapshot
 
 
 def _critic_losses(kind: str, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
@@ -123,7 +135,7 @@ def train_gan(train: Sequence[Track], normaliser: Normaliser, config: GanTrainCo
               mel: MelConfig = MelConfig(), device: str | torch.device | None = "auto",
               checkpoint: str | Path | None = None, resume: bool = False,
               progress: Progress | None = None, sample_hook: SampleHook | None = None,
-              n_hook_samples: int = 16) -> GanRun:
+              n_hook_samples: int = 16, scorer: Scorer | None = None) -> GanRun:
     """Train a :class:`SpecGenerator` on random 115-frame excerpts of the training tracks.
 
     Parameters
@@ -138,11 +150,16 @@ def train_gan(train: Sequence[Track], normaliser: Normaliser, config: GanTrainCo
         d_fake); returning False or raising :class:`CancelledError` stops the run
     sample_hook : ``sample_hook(step, logmel (n, T, M))`` every ``config.sample_every`` steps, with
         samples of the current (averaged) generator from fixed latents (for sample images)
+    scorer : ``scorer(generator) -> float``, lower is better (e.g. :func:`fid_scorer`); required when
+        ``config.select_every > 0``: every ``select_every`` steps and at the end the raw generator
+        and its weight average are scored and the best snapshot seen is returned
 
     Returns
     -------
     GanRun
     """
+    if config.select_every and scorer is None:
+        raise ParameterError(f"GanTrainConfig.select_every={config.select_every} needs a scorer")
     dev = resolve_device(device)
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
     torch.manual_seed(config.seed)
@@ -170,6 +187,8 @@ def train_gan(train: Sequence[Track], normaliser: Normaliser, config: GanTrainCo
     z_fixed = z_fixed.to(dev)
     norm = Normaliser(normaliser.mean.to(dev), normaliser.std.to(dev))
     start, seconds, history = 0, 0.0, []
+    selection: list[dict] = []
+    best: dict[str, Any] = {"state": None, "info": None}
     if resume and ckpt_path is not None and ckpt_path.is_file():
         state = _load_checkpoint(ckpt_path)
         mine = config.to_dict()
@@ -184,6 +203,8 @@ def train_gan(train: Sequence[Track], normaliser: Normaliser, config: GanTrainCo
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
         start, seconds, history = int(state["step"]), float(state["seconds"]), list(state["history"])
+        selection = list(state.get("selection", []))
+        best = {"state": state.get("best_state"), "info": state.get("best_info")}
         gen.set_state(state["sample_rng"])
         torch.set_rng_state(state["torch_rng"])
     resumed_from = start
@@ -196,7 +217,22 @@ def train_gan(train: Sequence[Track], normaliser: Normaliser, config: GanTrainCo
             "ema": ema.state_dict() if ema is not None else {}, "opt_g": opt_g.state_dict(),
             "opt_d": opt_d.state_dict(), "step": step, "seconds": seconds, "history": history,
             "config": config.to_dict(), "sample_rng": gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "selection": selection, "best_state": best["state"], "best_info": best["info"],
         })
+
+    def select(step: int) -> None:
+        scores = {}
+        for which, net in (("raw", gnet), ("ema", ema)):
+            if net is None:
+                continue
+            net.eval()
+            with torch.no_grad():
+                scores[which] = float(scorer(net))
+            if best["info"] is None or scores[which] < best["info"]["score"]:
+                best["state"] = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+                best["info"] = {"step": step, "which": which, "score": scores[which]}
+        gnet.train()
+        selection.append({"step": step, **{k: round(v, 5) for k, v in scores.items()}})
 
     def draw_z(n: int) -> torch.Tensor:
         return torch.randn(n, gcfg.z_dim, generator=gen, device=dev)  # (B, z_dim)
@@ -234,6 +270,8 @@ def train_gan(train: Sequence[Track], normaliser: Normaliser, config: GanTrainCo
             n_acc = 50 if done % 50 == 0 else (done % 50)
             history.append({"step": done, **{k: round(v / n_acc, 5) for k, v in acc.items()}})
             acc = {}
+        if config.select_every and (done % config.select_every == 0 or done == config.steps):
+            select(done)
         if done % config.checkpoint_every == 0 or done == config.steps:
             seconds_now = seconds + time.perf_counter() - t0
             seconds, t0 = seconds_now, time.perf_counter()
@@ -248,8 +286,12 @@ def train_gan(train: Sequence[Track], normaliser: Normaliser, config: GanTrainCo
                 raise CancelledError("GAN training cancelled")
     seconds += time.perf_counter() - t0
     out = ema if ema is not None else gnet
-    out.eval()
-    return GanRun(generator=out, config=config, history=history, seconds=seconds, resumed_from_step=resumed_from)
+    if best["state"] is not None:
+        out = copy.deepcopy(gnet)
+        out.load_state_dict(best["state"])
+    out.eval().requires_grad_(False)
+    return GanRun(generator=out, config=config, history=history, seconds=seconds, resumed_from_step=resumed_from,
+                  selection=selection, selected=best["info"])
 
 
 # --------------------------------------------------------------------------- quality report
@@ -288,6 +330,36 @@ def generate(generator: SpecGenerator, n: int, *, seed: int = 0, batch: int = 25
     dev = next(generator.parameters()).device
     z = torch.randn(n, generator.z_dim, generator=torch.Generator().manual_seed(seed))  # (n, z_dim)
     return torch.cat([generator(z[s:s + batch].to(dev)).cpu() for s in range(0, n, batch)])
+
+
+def fid_scorer(classifier: SVDNet, normaliser: Normaliser, real: torch.Tensor, *, n: int = 1000, seed: int = 0,
+               layer: str = "fc2") -> Scorer:
+    """A snapshot scorer: FID on ``layer`` between ``n`` samples (fixed latents) and real excerpts.
+
+    Parameters
+    ----------
+    classifier, normaliser : the classifier whose hidden layer defines the space (any device)
+    real : real excerpts ``(N, T, M)``, un-normalised; use data the report does not use (the
+        validation split), so that selection does not peek at the test
+    n : samples drawn from each generator scored (latents from ``seed``, the same every call)
+
+    Returns
+    -------
+    ``scorer(generator) -> float``, the FID (lower is better)
+    """
+    from xai_core.metrics.fid import fid_from_features
+
+    if real.ndim != 3 or real.shape[0] < 2:
+        raise ParameterError(f"fid_scorer needs real excerpts (N >= 2, T, M), got {tuple(real.shape)}")
+    if n < 2:
+        raise ParameterError(f"fid_scorer n={n} must be >= 2")
+    real_feats, _ = classifier_responses(classifier, normaliser, real, layer=layer)  # (N, d)
+
+    def score(generator: SpecGenerator) -> float:
+        feats, _ = classifier_responses(classifier, normaliser, generate(generator, n, seed=seed), layer=layer)
+        return fid_from_features(feats, real_feats)
+
+    return score
 
 
 def _hist(p: np.ndarray, bins: np.ndarray) -> list[float]:
