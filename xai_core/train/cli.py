@@ -356,9 +356,9 @@ def _train_gan(args) -> int:
     from xai_core.train.data import load_split
     from xai_core.train.gan import (
         GanTrainConfig,
+        fid_scorer,
         format_quality,
         gan_quality_report,
-        fid_scorer,
         random_excerpts,
         train_gan,
     )
