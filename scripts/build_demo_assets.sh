@@ -6,11 +6,12 @@
 #      Frets on Fire test songs are never trained on
 #   2. lite classifier, paper recipe, on the train splits of all four training renderings (CLF_MIX>0
 #      adds backing-mix augmentation) -> evaluated on the test splits of corpus and held-out corpus
-#   3. lite spectrogram GAN (hinge + SN, EMA)   -> quality report against held-out real excerpts
+#   3. lite spectrogram GAN (hinge + SN, EMA; the raw or averaged snapshot with the best FID against
+#      the corpus's validation split is kept)   -> quality report against held-out real excerpts
 #   4. reference excerpts with classifier responses
 #   5. float16 copies into assets/demo, CREDITS.md; the report judges the generator through the
 #      shipped classifier and writes samples.png / samples_*.wav and report.json
-# Deterministic (fixed seeds, deterministic kernels, fixed thread count); roughly 60 min on an
+# Deterministic (fixed seeds, deterministic kernels, fixed thread count); about 80 min on an
 # idle 2-core CPU. Environment knobs: WORK (work folder), OUT (asset folder), RESUME=1 (keep the
 # work folder and continue interrupted stages from their checkpoints), THREADS, CLF_EPOCHS,
 # CLF_BATCHES, CLF_MIX, GAME_MINUTES (0 = no game-music rendering), GAN_STEPS, CACHE (feature cache), UNTIL=STAGE (stop after that stage, e.g.
@@ -97,7 +98,8 @@ stage eval_heldout "$WORK/eval_heldout.json" \
 stage gan "$WORK/generator.safetensors" \
   $X train gan --data "$WORK/corpus" --classifier "$WORK/classifier.safetensors" \
     --out "$WORK/generator.safetensors" --checkpoint "$WORK/generator.ckpt.pt" --resume --preset lite \
-    --steps "$GAN_STEPS" --batch-size 32 --ema 0.998 --seed $SEED --sample-dir "$WORK/gan_samples" \
+    --steps "$GAN_STEPS" --batch-size 32 --ema 0.998 --select-every 500 --select-n 1000 --seed $SEED \
+    --sample-dir "$WORK/gan_samples" \
     --sample-every 500 --report-data "$WORK/heldout" --artefacts "$WORK/artefacts" "${COMMON[@]}"
 
 stage reference "$WORK/reference.safetensors" \

@@ -568,6 +568,7 @@ def _report(args) -> int:
             "quality_float16": {k: v for k, v in q16.items() if not k.startswith("band_mean")},
             "float16_max_abs_logmel_change": gen_dev,
             "train_seconds": g32.metrics.get("train_seconds"), "provenance": g32.provenance,
+            "selected": g32.metrics.get("selected"), "selection": g32.metrics.get("selection"),
             "judged_by_classifier": c32.identity,
         },
         "reference": {"n": len(ref), "vocal_labelled": int(ref.labels.sum()), "rule": ref.info.get("rule")},
