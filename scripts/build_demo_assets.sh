@@ -11,7 +11,7 @@
 #   4. reference excerpts with classifier responses
 #   5. float16 copies into assets/demo, CREDITS.md; the report judges the generator through the
 #      shipped classifier and writes samples.png / samples_*.wav and report.json
-# Deterministic (fixed seeds, deterministic kernels, fixed thread count); about 80 min on an
+# Deterministic (fixed seeds, deterministic kernels, fixed thread count); 83 min (measured) on an
 # idle 2-core CPU. Environment knobs: WORK (work folder), OUT (asset folder), RESUME=1 (keep the
 # work folder and continue interrupted stages from their checkpoints), THREADS, CLF_EPOCHS,
 # CLF_BATCHES, CLF_MIX, GAME_MINUTES (0 = no game-music rendering), GAN_STEPS, CACHE (feature cache), UNTIL=STAGE (stop after that stage, e.g.
