@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from xai_core.data import demo
 from xai_core.data.cache import FeatureCache
@@ -193,3 +194,39 @@ def test_game_music_backing(tmp_path):
         _build(tmp_path / "none", backing="game-music", game_music_roots={k: tmp_path / "no" for k in roots})
     with pytest.raises(ParameterError, match="backing='jazz'"):
         _build(tmp_path / "none", backing="jazz")
+
+
+def test_stems_sum_to_the_mix_and_leave_it_unchanged(tmp_path):
+    from xai_core.errors import DataError
+
+    plain = _build(tmp_path / "plain", seed=4, config=TINY_INST)
+    corpus = _build(tmp_path / "stems", seed=4, config=TINY_INST, stems=True)
+    assert corpus["stems"] == ["voice", "accomp"] and "stems" not in plain
+    for f in corpus["files"]:
+        name = f["file"][:-5]
+        mix_bytes = (tmp_path / "stems" / "audio" / f["file"]).read_bytes()
+        assert mix_bytes == (tmp_path / "plain" / "audio" / f["file"]).read_bytes()  # same mixes
+        mix, _ = sf.read(tmp_path / "stems" / "audio" / f["file"], dtype="float64")
+        voice, _ = sf.read(tmp_path / "stems" / "stems" / f"{name}.voice.flac", dtype="float64")
+        accomp, _ = sf.read(tmp_path / "stems" / "stems" / f"{name}.accomp.flac", dtype="float64")
+        assert voice.shape == accomp.shape == mix.shape
+        assert np.abs(mix - (voice + accomp)).max() < 1e-4  # 16-bit mix, 24-bit stems
+        segs, _ = parse_lab(tmp_path / "stems" / "labels" / f"{name}.lab")
+        inside = np.zeros(len(mix), bool)
+        for a, b in segs:
+            inside[round(a * SR):round(b * SR)] = True
+        assert np.abs(voice[~inside]).max() < 1e-6  # the voice stem is silent outside the labels
+        assert np.sqrt(np.mean(voice[inside] ** 2)) > 0.01 and np.sqrt(np.mean(accomp ** 2)) > 0.01
+    cache = FeatureCache(tmp_path / "cache")
+    tracks = jamendo_tracks(tmp_path / "stems", cache=cache, stems=True)
+    for t in tracks:
+        assert t.voice.shape == t.accomp.shape == t.features.shape
+        # where the voice is silent, the mixture is the accompaniment
+        # (frames at least one STFT window away from any phrase; 16-bit rounding of the mix aside)
+        near = torch.nn.functional.max_pool1d(t.labels[None, None], 9, stride=1, padding=4)[0, 0]
+        quiet = near == 0
+        assert quiet.sum() > 50
+        diff = (t.features[quiet] - t.accomp[quiet]).abs()
+        assert diff.median() < 1e-3 and diff.quantile(0.99) < 0.05
+    with pytest.raises(DataError, match="--stems"):
+        jamendo_tracks(tmp_path / "plain", cache=cache, stems=True)

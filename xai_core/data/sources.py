@@ -52,6 +52,9 @@ class Track:
     labels : torch.Tensor, shape ``(T,)``, float32 in {0, 1}: 1 where singing voice is present
     audio_path : the source audio file (the mixture)
     split : "train", "valid", "test" or None when the dataset defines none
+    voice, accomp : optional log-mel ``(T, n_mels)`` of the isolated voice and of the accompaniment
+        (loaded with ``load_tracks(..., stems=True)`` where the dataset has stems); their
+        magnitudes add up to roughly the mixture's
     """
 
     name: str
@@ -59,6 +62,8 @@ class Track:
     labels: torch.Tensor
     audio_path: Path
     split: str | None = None
+    voice: torch.Tensor | None = None
+    accomp: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.features.ndim != 2:
@@ -66,6 +71,11 @@ class Track:
         if self.labels.shape != self.features.shape[:1]:
             raise ParameterError(f"Track {self.name!r}: labels {tuple(self.labels.shape)} do not match "
                                  f"{self.features.shape[0]} frames")
+        for kind in ("voice", "accomp"):
+            stem = getattr(self, kind)
+            if stem is not None and stem.shape != self.features.shape:
+                raise ParameterError(f"Track {self.name!r}: {kind} stem features {tuple(stem.shape)} do not match "
+                                     f"the mixture's {tuple(self.features.shape)}")
 
     @property
     def n_frames(self) -> int:
@@ -90,6 +100,7 @@ class TrackEntry:
     segments: tuple[tuple[float, float], ...] = ()
     duration: float = 0.0  # seconds, from the labels (or the file header)
     vocal_stem: Path | None = None
+    stems: tuple[Path, Path] | None = None  # (voice, accompaniment) audio summing to the mixture
     threshold_db: float = -30.0
     relative: bool = True
     extra: dict = field(default_factory=dict, compare=False)
@@ -200,8 +211,21 @@ def read_jamendo_index(root: str | os.PathLike, *, split: str | None = None) -> 
         if split is not None and s != split:
             continue
         segs, end = parse_lab(lab)
-        entries.append(TrackEntry(stem, path, s, tuple(segs), end))
+        entries.append(TrackEntry(stem, path, s, tuple(segs), end, stems=_stem_pair(root / "stems", stem)))
     return entries
+
+
+def _stem_pair(folder: Path, stem: str) -> tuple[Path, Path] | None:
+    """``(voice, accomp)`` files ``folder/STEM.voice.EXT`` and ``STEM.accomp.EXT`` if both exist."""
+    if not folder.is_dir():
+        return None
+    found = []
+    for kind in ("voice", "accomp"):
+        hits = sorted(p for p in folder.glob(f"{stem}.{kind}.*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+        if not hits:
+            return None
+        found.append(hits[0])
+    return found[0], found[1]
 
 
 def musdb_index(root: str | os.PathLike, *, subsets: tuple[str, ...] = ("train", "test"),
@@ -275,9 +299,19 @@ def _stem_labels(entry: TrackEntry, n_frames: int, cfg: MelConfig) -> np.ndarray
 
 
 def load_tracks(entries: list[TrackEntry], *, cfg: MelConfig = MelConfig(),
-                cache: FeatureCache | None = None, progress: ProgressFn | None = None) -> list[Track]:
-    """Compute (or read from the cache) the features and labels of ``entries``."""
+                cache: FeatureCache | None = None, stems: bool = False,
+                progress: ProgressFn | None = None) -> list[Track]:
+    """Compute (or read from the cache) the features and labels of ``entries``.
+
+    With ``stems=True`` the voice and accompaniment stems are loaded too (``Track.voice`` /
+    ``Track.accomp``); every entry must have them (:class:`~xai_core.errors.DataError` otherwise).
+    """
     cache = cache if cache is not None else FeatureCache()
+    if stems:
+        lacking = [e.name for e in entries if e.stems is None]
+        if lacking:
+            raise DataError(f"{len(lacking)} of {len(entries)} tracks have no voice/accompaniment stems "
+                            f"(e.g. {lacking[0]!r}); a demo corpus has them when built with --stems")
     tracks = []
     for k, e in enumerate(entries):
         feats = cache.log_mel(e.audio_path, cfg)  # (T, M)
@@ -286,16 +320,32 @@ def load_tracks(entries: list[TrackEntry], *, cfg: MelConfig = MelConfig(),
             labels = _stem_labels(e, n, cfg)
         else:
             labels = segments_to_frame_labels(e.segments, n, cfg)
-        tracks.append(Track(e.name, torch.from_numpy(feats), torch.from_numpy(labels), e.audio_path, e.split))
+        voice = accomp = None
+        if stems:
+            voice, accomp = (torch.from_numpy(_fit_frames(cache.log_mel(p, cfg), n, e.name)) for p in e.stems)
+        tracks.append(Track(e.name, torch.from_numpy(feats), torch.from_numpy(labels), e.audio_path, e.split,
+                            voice=voice, accomp=accomp))
         if progress is not None and progress(k + 1, len(entries), {"track": e.name}) is False:
             raise CancelledError("loading tracks cancelled")
     return tracks
 
 
+def _fit_frames(stem: np.ndarray, n: int, name: str) -> np.ndarray:
+    """A stem's features cut to the mixture's ``n`` frames (decoders may differ by a frame)."""
+    if abs(stem.shape[0] - n) > 1:
+        raise DataError(f"track {name!r}: a stem has {stem.shape[0]} frames, the mixture {n}")
+    if stem.shape[0] < n:
+        stem = np.concatenate([stem, np.full((n - stem.shape[0], stem.shape[1]), stem.min(), stem.dtype)])
+    return stem[:n]
+
+
 def jamendo_tracks(root: str | os.PathLike, *, split: str | None = None, cfg: MelConfig = MelConfig(),
-                   cache: FeatureCache | None = None, progress: ProgressFn | None = None) -> list[Track]:
-    """Tracks of a Jamendo-layout folder (e.g. the demo corpus), optionally one split."""
-    return load_tracks(read_jamendo_index(root, split=split), cfg=cfg, cache=cache, progress=progress)
+                   cache: FeatureCache | None = None, stems: bool = False,
+                   progress: ProgressFn | None = None) -> list[Track]:
+    """Tracks of a Jamendo-layout folder (e.g. the demo corpus), optionally one split; ``stems=True``
+    also loads the ``stems/NAME.voice.*`` and ``stems/NAME.accomp.*`` features (see :func:`load_tracks`)."""
+    return load_tracks(read_jamendo_index(root, split=split), cfg=cfg, cache=cache, stems=stems,
+                       progress=progress)
 
 
 def musdb_tracks(root: str | os.PathLike, *, subsets: tuple[str, ...] = ("train", "test"),

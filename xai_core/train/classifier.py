@@ -13,6 +13,7 @@ checkpoint after every epoch, from which an interrupted run resumes exactly.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -52,6 +53,8 @@ class ClassifierTrainConfig:
     seed: int = 0  # initialisation, excerpt sampling, augmentation and dropout
     mix_prob: float = 0.0  # chance that a random NON-vocal excerpt is mixed into an example (0 = off)
     mix_attenuation_db: float = 12.0  # the mixed-in excerpt's gain is drawn in [-this, 0] dB
+    remix_prob: float = 0.0  # chance that an example's voice is put over another excerpt's accompaniment
+    remix_jitter_db: float = 3.0  # the remixed voice-to-accompaniment ratio moves by +-this many dB
     median_frames: int = MEDIAN_FRAMES  # median filter of the validation / test evaluation
     validate: bool = True  # evaluate on the validation tracks after every epoch
 
@@ -81,6 +84,11 @@ class ClassifierTrainConfig:
         if not 0 <= self.mix_attenuation_db <= 60:
             raise ParameterError(
                 f"ClassifierTrainConfig.mix_attenuation_db must be in [0, 60] dB, got {self.mix_attenuation_db!r}")
+        if not 0 <= self.remix_prob <= 1:
+            raise ParameterError(f"ClassifierTrainConfig.remix_prob must be in [0, 1], got {self.remix_prob!r}")
+        if not 0 <= self.remix_jitter_db <= 24:
+            raise ParameterError(
+                f"ClassifierTrainConfig.remix_jitter_db must be in [0, 24] dB, got {self.remix_jitter_db!r}")
         if self.median_frames < 1:
             raise ParameterError(f"ClassifierTrainConfig.median_frames must be >= 1, got {self.median_frames!r}")
 
@@ -139,6 +147,54 @@ def mix_backing(x: torch.Tensor, pool: ExcerptPool, config: ClassifierTrainConfi
     return torch.where(use, mixed, x)
 
 
+REMIX_LEVEL_CLAMP_DB = 20.0  # bound on the level correction of a remix (near-silent accompaniments)
+
+
+def _log_rms(x: torch.Tensor) -> torch.Tensor:
+    """Log RMS magnitude of log-mel excerpts ``(B, W, M)`` -> ``(B,)`` (natural-log magnitude)."""
+    return 0.5 * (torch.logsumexp(2 * x.flatten(1), dim=1) - math.log(x[0].numel()))
+
+
+def remix_stems(x: torch.Tensor, index: torch.Tensor, pool: ExcerptPool, config: ClassifierTrainConfig, *,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Stem remixing: put the voice of some examples over the accompaniment of other excerpts.
+
+    With probability ``config.remix_prob`` per example, the example's isolated voice is mixed with
+    the accompaniment of another excerpt drawn uniformly from the whole pool (any song, any
+    corpus rendering), at the voice-to-accompaniment ratio the example had in its own mix (RMS
+    over the excerpt, bounded to +-:data:`REMIX_LEVEL_CLAMP_DB`) moved by a uniform
+    +-``config.remix_jitter_db`` dB. The label stays the example's: only the voice makes singing.
+    Every phrase of every singer is thus heard over every accompaniment instead of the one it was
+    rendered on, which is what a detector of *unseen* songs needs.
+
+    Stems are combined as a power sum of the mel magnitudes, ``0.5 * log(exp(2 v) + exp(2 a))``
+    (phases unknown: powers of independent signals add on average). Against the log-mel of the
+    real mixture, on 8 clips of the demo corpus, its mean absolute error is 0.029 nats (0.063 on
+    vocal frames), half that of the magnitude sum ``log(exp(v) + exp(a))`` (0.058; 0.125).
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape ``(B, W, M)``, the mixture excerpts ``pool.take(index)``
+    index : torch.Tensor, shape ``(B,)``, the excerpts' indices in ``pool`` (which needs stems)
+
+    Returns
+    -------
+    torch.Tensor, shape ``(B, W, M)``
+    """
+    b = x.shape[0]
+    other = pool.draw(b, generator=generator)  # (B,) where the new accompaniment comes from
+    voice = pool.take_stem("voice", index)  # (B, W, M)
+    own = pool.take_stem("accomp", index)  # (B, W, M)
+    accomp = pool.take_stem("accomp", other)  # (B, W, M)
+    u = torch.rand(b, 2, generator=generator, device=x.device)  # (B, 2)
+    clamp = REMIX_LEVEL_CLAMP_DB * DB_TO_LOG_MAGNITUDE
+    level = (_log_rms(accomp) - _log_rms(own)).clamp(-clamp, clamp)  # (B,) keeps the ratio
+    gain = level + (2 * u[:, 0] - 1) * config.remix_jitter_db * DB_TO_LOG_MAGNITUDE  # (B,)
+    remixed = 0.5 * torch.logaddexp(2 * (voice + gain[:, None, None]), 2 * accomp)  # (B, W, M)
+    use = (u[:, 1] < config.remix_prob)[:, None, None]  # (B, 1, 1)
+    return torch.where(use, remixed, x)
+
+
 def _checkpoint_state(model, opt, epoch, normaliser, history, seconds, cfg, gen) -> dict:
     return {
         "model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
@@ -166,7 +222,8 @@ def _load_checkpoint(path: Path) -> dict:
 def _compatible(saved: dict, cfg: ClassifierTrainConfig) -> list[str]:
     """Config fields that must not change across a resume (all but the epoch count)."""
     mine = cfg.to_dict()
-    return sorted(k for k in mine if k not in ("epochs", "validate") and saved.get(k) != mine[k])
+    defaults = ClassifierTrainConfig().to_dict()  # a key added since the checkpoint: its default then
+    return sorted(k for k in mine if k not in ("epochs", "validate") and saved.get(k, defaults[k]) != mine[k])
 
 
 def train_classifier(train: Sequence[Track], valid: Sequence[Track], config: ClassifierTrainConfig, *,
@@ -203,6 +260,9 @@ def train_classifier(train: Sequence[Track], valid: Sequence[Track], config: Cla
     width = config.augment.input_frames(mel.excerpt_frames) if config.augment.time_stretch > 0 \
         else mel.excerpt_frames
     pool = ExcerptPool(train, width=width, device=dev)
+    if config.remix_prob > 0 and not pool.has_stems:
+        raise ParameterError(f"remix_prob={config.remix_prob} needs the voice and accompaniment stems of every "
+                             "training track (build the demo corpus with --stems)")
     gen = torch.Generator(device=dev).manual_seed(config.seed)
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                           nesterov=config.nesterov)
@@ -244,7 +304,10 @@ def train_classifier(train: Sequence[Track], valid: Sequence[Track], config: Cla
         model.train()
         loss_sum, n_loss = torch.zeros((), device=dev), 0
         for b in range(config.batches_per_epoch):
-            x, y = pool.sample(config.batch_size, generator=gen)  # (B, W, M), (B,)
+            index = pool.draw(config.batch_size, generator=gen)  # (B,)
+            x, y = pool.take(index)  # (B, W, M), (B,)
+            if config.remix_prob > 0:
+                x = remix_stems(x, index, pool, config, generator=gen)  # (B, W, M)
             if config.mix_prob > 0:
                 x = mix_backing(x, pool, config, generator=gen)  # (B, W, M)
             if config.augment.enabled:

@@ -126,6 +126,12 @@ def register(sub) -> None:
                    help="chance of mixing a random non-vocal excerpt into an example (0 = paper recipe)")
     c.add_argument("--mix-attenuation-db", type=float, default=12.0,
                    help="the mixed-in excerpt is attenuated by 0..this many dB")
+    c.add_argument("--remix-prob", type=float, default=0.0,
+                   help="stem remixing: chance that an example's voice is put over the accompaniment of "
+                        "another random excerpt, at its own voice-to-accompaniment ratio (needs corpora "
+                        "built with 'data build-demo --stems'; 0 = paper recipe)")
+    c.add_argument("--remix-jitter-db", type=float, default=3.0,
+                   help="the remixed voice-to-accompaniment ratio moves by up to +-this many dB")
     c.add_argument("--median-frames", type=int, default=56)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--checkpoint", type=Path, default=None, help="training checkpoint (default OUT.ckpt.pt)")
@@ -241,14 +247,16 @@ def _train_classifier(args) -> int:
         batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay, momentum=args.momentum,
         nesterov=args.nesterov, label_smoothing=args.label_smoothing, dropout=args.dropout, augment=aug,
         seed=args.seed, median_frames=args.median_frames, mix_prob=args.mix_prob,
-        mix_attenuation_db=args.mix_attenuation_db)
+        mix_attenuation_db=args.mix_attenuation_db, remix_prob=args.remix_prob,
+        remix_jitter_db=args.remix_jitter_db)
     t0 = time.perf_counter()
     _check_extra_corpora(args.data, args.extra_data)
-    train = load_split(args.data, "train", mel=mel, cache_dir=args.cache_dir)
+    stems = cfg.remix_prob > 0
+    train = load_split(args.data, "train", mel=mel, cache_dir=args.cache_dir, stems=stems)
     valid = load_split(args.data, "valid", mel=mel, cache_dir=args.cache_dir)
     test = load_split(args.data, "test", mel=mel, cache_dir=args.cache_dir)
     for extra in args.extra_data:
-        train = train + load_split(extra, "train", mel=mel, cache_dir=args.cache_dir)
+        train = train + load_split(extra, "train", mel=mel, cache_dir=args.cache_dir, stems=stems)
         valid = valid + load_split(extra, "valid", mel=mel, cache_dir=args.cache_dir)
     print(f"data: {len(train)} train / {len(valid)} valid / {len(test)} test files, "
           f"{sum(t.frames for t in train)} train frames ({time.perf_counter() - t0:.1f} s)")

@@ -21,11 +21,13 @@ from xai_core.errors import DataError, ParameterError
 
 @dataclass
 class Track:
-    """One labelled file: un-normalised log-mel and per-frame labels."""
+    """One labelled file: un-normalised log-mel and per-frame labels, optionally with stems."""
 
     name: str
     features: torch.Tensor  # (T, M) natural-log mel
     labels: torch.Tensor  # (T,) float, 1 = singing at the frame centre
+    voice: torch.Tensor | None = None  # (T, M) log-mel of the isolated voice
+    accomp: torch.Tensor | None = None  # (T, M) log-mel of the accompaniment
 
     def __post_init__(self) -> None:
         self.features = torch.as_tensor(self.features, dtype=torch.float32)
@@ -33,6 +35,18 @@ class Track:
         if self.features.ndim != 2 or self.labels.shape != (self.features.shape[0],):
             raise DataError(f"track {self.name!r}: features (T, M) and labels (T,) expected, got "
                             f"{tuple(self.features.shape)} and {tuple(self.labels.shape)}")
+        for kind in ("voice", "accomp"):
+            stem = getattr(self, kind)
+            if stem is not None:
+                stem = torch.as_tensor(stem, dtype=torch.float32)
+                if stem.shape != self.features.shape:
+                    raise DataError(f"track {self.name!r}: {kind} stem {tuple(stem.shape)} does not match the "
+                                    f"features {tuple(self.features.shape)}")
+                setattr(self, kind, stem)
+
+    @property
+    def has_stems(self) -> bool:
+        return self.voice is not None and self.accomp is not None
 
     @property
     def frames(self) -> int:
@@ -47,16 +61,18 @@ def as_tracks(items: Sequence) -> list[Track]:
             out.append(it)
             continue
         name = getattr(it, "name", None) or str(getattr(it, "path", f"track{i}"))
-        out.append(Track(str(name), it.features, it.labels))
+        out.append(Track(str(name), it.features, it.labels, voice=getattr(it, "voice", None),
+                         accomp=getattr(it, "accomp", None)))
     return out
 
 
 def load_split(root: str | Path, split: str, *, mel: MelConfig = MelConfig(),
-               cache_dir: str | Path | None = None) -> list[Track]:
+               cache_dir: str | Path | None = None, stems: bool = False) -> list[Track]:
     """Tracks of one split (``train``, ``valid``, ``test``, or ``all``) of a Jamendo-layout folder.
 
     Reads through the project's data sources (:func:`xai_core.data.sources.jamendo_tracks`) and
-    its feature cache (``cache_dir``, default the cache's own default folder).
+    its feature cache (``cache_dir``, default the cache's own default folder); ``stems=True`` also
+    loads the voice and accompaniment stems (for stem remixing).
     """
     from xai_core.data.cache import FeatureCache
     from xai_core.data.sources import jamendo_tracks
@@ -67,7 +83,7 @@ def load_split(root: str | Path, split: str, *, mel: MelConfig = MelConfig(),
     if split not in ("train", "valid", "test", "all"):
         raise ParameterError(f"split {split!r} must be 'train', 'valid', 'test' or 'all'")
     cache = FeatureCache(cache_dir)
-    tracks = jamendo_tracks(root, split=None if split == "all" else split, cfg=mel, cache=cache)
+    tracks = jamendo_tracks(root, split=None if split == "all" else split, cfg=mel, cache=cache, stems=stems)
     if not tracks:
         raise DataError(f"{str(root)!r} has no tracks in split {split!r}")
     return as_tracks(tracks)
@@ -78,7 +94,9 @@ class ExcerptPool:
 
     Each track is padded by ``width // 2`` frames of its minimum on both sides (as for per-frame
     prediction), so every frame can be an excerpt centre; the label of an excerpt is the label of
-    its centre frame.
+    its centre frame. When every track has stems (``Track.voice`` / ``Track.accomp``), the pool
+    keeps them in the same layout, so :meth:`take_stem` cuts the voice and the accompaniment of
+    the very excerpt :meth:`take` cuts from the mixture (for stem remixing).
 
     Parameters
     ----------
@@ -94,22 +112,29 @@ class ExcerptPool:
             raise ParameterError(f"width must be >= 1, got {width}")
         self.width = int(width)
         half = self.width // 2
+        tracks = [tr for tr in tracks if tr.frames > 0]
+        if not tracks:
+            raise DataError("all tracks are empty")
+        with_stems = all(tr.has_stems for tr in tracks)
+
+        def padded(x: torch.Tensor) -> torch.Tensor:  # (T, M) -> (T + width - 1, M)
+            fill = x.min()
+            return torch.cat([fill.expand(half, x.shape[1]), x, fill.expand(self.width - 1 - half, x.shape[1])])
+
         chunks, centres, labels = [], [], []
+        stems: dict[str, list[torch.Tensor]] = {"voice": [], "accomp": []}
         offset = 0
         for tr in tracks:
-            if tr.frames == 0:
-                continue
-            fill = tr.features.min()
-            m = tr.features.shape[1]
-            padded = torch.cat([fill.expand(half, m), tr.features, fill.expand(self.width - 1 - half, m)])
-            chunks.append(padded)
+            chunks.append(padded(tr.features))
+            if with_stems:
+                stems["voice"].append(padded(tr.voice))
+                stems["accomp"].append(padded(tr.accomp))
             centres.append(offset + half + torch.arange(tr.frames))
             labels.append(tr.labels)
-            offset += padded.shape[0]
-        if not chunks:
-            raise DataError("all tracks are empty")
+            offset += chunks[-1].shape[0]
         self.device = torch.device(device)
         self.data = torch.cat(chunks).to(self.device)  # (N_all, M)
+        self.stems = {k: torch.cat(v).to(self.device) for k, v in stems.items()} if with_stems else {}
         self.centres = torch.cat(centres).to(self.device)  # (N_frames,) index of each centre in data
         self.labels = torch.cat(labels).to(self.device)  # (N_frames,)
         self._window = torch.arange(self.width, device=self.device) - half  # (W,)
@@ -122,26 +147,43 @@ class ExcerptPool:
     def vocal_fraction(self) -> float:
         return float(self.labels.mean())
 
+    @property
+    def has_stems(self) -> bool:
+        return bool(self.stems)
+
     def frames(self) -> torch.Tensor:
         """All un-padded frames, ``(N_frames, M)`` (for fitting the normaliser)."""
         return self.data[self.centres]
 
+    def _rows(self, index: torch.Tensor) -> torch.Tensor:
+        return self.centres[index][:, None] + self._window  # (B, W)
+
     def take(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Excerpts centred on frames ``index`` (B,): ``(B, width, M)`` and labels ``(B,)``."""
-        rows = self.centres[index][:, None] + self._window  # (B, W)
-        return self.data[rows], self.labels[index]  # (B, W, M), (B,)
+        return self.data[self._rows(index)], self.labels[index]  # (B, W, M), (B,)
 
-    def sample(self, batch: int, *, generator: torch.Generator | None = None,
-               label: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """A batch of random excerpts ``(B, width, M)`` and their labels ``(B,)``; with ``label``,
-        only excerpts whose centre frame has that label."""
+    def take_stem(self, kind: str, index: torch.Tensor) -> torch.Tensor:
+        """The ``"voice"`` or ``"accomp"`` stem of the excerpts :meth:`take` cuts: ``(B, width, M)``."""
+        if kind not in self.stems:
+            raise DataError(f"this pool has no {kind!r} stem (tracks without stems, or kind not in "
+                            "'voice', 'accomp')")
+        return self.stems[kind][self._rows(index)]
+
+    def draw(self, batch: int, *, generator: torch.Generator | None = None,
+             label: float | None = None) -> torch.Tensor:
+        """Indices ``(B,)`` of random excerpts; with ``label``, only excerpts whose centre frame has it."""
         if label is None:
-            index = torch.randint(len(self), (batch,), generator=generator, device=self.device)  # (B,)
-            return self.take(index)
+            return torch.randint(len(self), (batch,), generator=generator, device=self.device)  # (B,)
         if label not in self._by_label:
             self._by_label[label] = torch.nonzero(self.labels == label).flatten()
         pool = self._by_label[label]
         if len(pool) == 0:
             raise DataError(f"no frames labelled {label} to draw excerpts from")
         pick = torch.randint(len(pool), (batch,), generator=generator, device=self.device)  # (B,)
-        return self.take(pool[pick])
+        return pool[pick]
+
+    def sample(self, batch: int, *, generator: torch.Generator | None = None,
+               label: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of random excerpts ``(B, width, M)`` and their labels ``(B,)``; with ``label``,
+        only excerpts whose centre frame has that label."""
+        return self.take(self.draw(batch, generator=generator, label=label))
