@@ -14,9 +14,9 @@ from xai_core.cli import main
 SR = 22050
 
 
-def _write_corpus(root, *, seed=0):
+def _write_corpus(root, *, seed=0, stems=False):
     rng = np.random.default_rng(seed)
-    for d in ("audio", "labels", "filelists"):
+    for d in ("audio", "labels", "filelists") + (("stems",) if stems else ()):
         (root / d).mkdir(parents=True, exist_ok=True)
     lists = {"train": [], "valid": [], "test": []}
     for split, n in (("train", 3), ("valid", 2), ("test", 2)):
@@ -24,13 +24,17 @@ def _write_corpus(root, *, seed=0):
             name = f"{split}{i}.wav"
             dur = 6.0
             t = np.arange(int(dur * SR)) / SR
-            x = 0.05 * rng.standard_normal(t.size)
+            accomp = 0.05 * rng.standard_normal(t.size)
+            voice = np.zeros(t.size)
             segs = [(1.0 + i * 0.3, 2.8 + i * 0.3), (4.0, 5.2)]
             for a, b in segs:
                 m = (t >= a) & (t < b)
                 f0 = 220.0 * (1 + 0.01 * np.sin(2 * np.pi * 5.5 * t[m]))
-                x[m] += sum(0.2 / k * np.sin(2 * np.pi * k * np.cumsum(f0) / SR) for k in range(1, 6))
-            sf.write(root / "audio" / name, x.astype(np.float32), SR)
+                voice[m] += sum(0.2 / k * np.sin(2 * np.pi * k * np.cumsum(f0) / SR) for k in range(1, 6))
+            sf.write(root / "audio" / name, (voice + accomp).astype(np.float32), SR)
+            if stems:
+                sf.write(root / "stems" / f"{name[:-4]}.voice.wav", voice.astype(np.float32), SR, subtype="FLOAT")
+                sf.write(root / "stems" / f"{name[:-4]}.accomp.wav", accomp.astype(np.float32), SR, subtype="FLOAT")
             lines, last = [], 0.0
             for a, b in segs:
                 lines += [f"{last} {a} nosing", f"{a} {b} sing"]
@@ -153,3 +157,19 @@ def test_extra_renderings_join_training_but_never_test_songs(tmp_path, capsys):
     assert prov["data"]["extra"][0]["path"] == str(extra)
     words = shlex.split(prov["command"])  # the recorded command repeats the option once per value
     assert words[words.index("--extra-data") + 1] == str(extra) and words.count("--extra-data") == 1
+
+
+def test_stem_remixing_needs_stems_and_is_recorded(tmp_path, capsys):
+    common = ["--threads", "1", "--cache-dir", str(tmp_path / "cache"), "--preset", "tiny", "--epochs", "1",
+              "--batches-per-epoch", "4", "--batch-size", "8", "--median-frames", "5", "--remix-prob", "0.5"]
+    plain = _write_corpus(tmp_path / "plain")
+    assert main(["train", "classifier", "--data", str(plain), "--out", str(tmp_path / "a.safetensors"), *common]) != 0
+    assert "--stems" in capsys.readouterr().err
+    assert not (tmp_path / "a.safetensors").exists()
+    stems = _write_corpus(tmp_path / "stems", stems=True)
+    out = tmp_path / "b.safetensors"
+    assert main(["train", "classifier", "--data", str(stems), "--out", str(out), *common]) == 0
+    from xai_core.checkpoints import load_bundle
+
+    prov = load_bundle(out).provenance
+    assert prov["train_config"]["remix_prob"] == 0.5 and "--remix-prob 0.5" in prov["command"]
