@@ -203,6 +203,7 @@ def read_jamendo_index(root: str | os.PathLike, *, split: str | None = None) -> 
     elif split is not None:
         raise DataError(f"{str(root)!r} has no filelists/ folder, so split={split!r} is undefined")
     entries = []
+    stem_pairs = _stem_pairs(root / "stems")
     for stem, path in files.items():
         lab = label_dir / f"{stem}.lab"
         if not lab.is_file():
@@ -211,21 +212,20 @@ def read_jamendo_index(root: str | os.PathLike, *, split: str | None = None) -> 
         if split is not None and s != split:
             continue
         segs, end = parse_lab(lab)
-        entries.append(TrackEntry(stem, path, s, tuple(segs), end, stems=_stem_pair(root / "stems", stem)))
+        entries.append(TrackEntry(stem, path, s, tuple(segs), end, stems=stem_pairs.get(stem)))
     return entries
 
 
-def _stem_pair(folder: Path, stem: str) -> tuple[Path, Path] | None:
-    """``(voice, accomp)`` files ``folder/STEM.voice.EXT`` and ``STEM.accomp.EXT`` if both exist."""
-    if not folder.is_dir():
-        return None
-    found = []
-    for kind in ("voice", "accomp"):
-        hits = sorted(p for p in folder.glob(f"{stem}.{kind}.*") if p.suffix.lower() in AUDIO_EXTENSIONS)
-        if not hits:
-            return None
-        found.append(hits[0])
-    return found[0], found[1]
+def _stem_pairs(folder: Path) -> dict[str, tuple[Path, Path]]:
+    """``{NAME: (voice, accomp)}`` for the files ``folder/NAME.voice.EXT`` and ``NAME.accomp.EXT``
+    (names with both stems only; one listing of the folder for the whole corpus)."""
+    found: dict[str, dict[str, Path]] = {}
+    if folder.is_dir():
+        for p in sorted(folder.iterdir()):
+            name, _, kind = p.stem.rpartition(".")
+            if p.suffix.lower() in AUDIO_EXTENSIONS and kind in ("voice", "accomp") and name:
+                found.setdefault(name, {}).setdefault(kind, p)
+    return {name: (k["voice"], k["accomp"]) for name, k in found.items() if len(k) == 2}
 
 
 def musdb_index(root: str | os.PathLike, *, subsets: tuple[str, ...] = ("train", "test"),
