@@ -12,6 +12,11 @@ def _norm(tracks):
     return Normaliser.fit(torch.cat([t.features for t in tracks]))
 
 
+def _assert_same_weights(a, b, *, atol: float) -> None:
+    for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
+        assert torch.allclose(x, y, atol=atol)
+
+
 def test_gan_steps_run_and_write_a_loadable_generator(toy_tracks, tmp_path):
     train, _, _ = toy_tracks
     norm = _norm(train)
@@ -50,8 +55,7 @@ def test_gan_resume_continues_from_the_saved_step(toy_tracks, tmp_path):
     train_gan(train, norm, GanTrainConfig(steps=3, **kw), device="cpu", checkpoint=ckpt)
     resumed = train_gan(train, norm, GanTrainConfig(steps=6, **kw), device="cpu", checkpoint=ckpt, resume=True)
     assert resumed.resumed_from_step == 3
-    for a, b in zip(full.generator.state_dict().values(), resumed.generator.state_dict().values(), strict=True):
-        assert torch.allclose(a, b, atol=1e-5)
+    _assert_same_weights(full.generator, resumed.generator, atol=1e-5)
 
 
 def test_quality_report_floor_and_fractions(toy_tracks):
@@ -116,8 +120,7 @@ def test_selection_needs_a_scorer_and_survives_resume(toy_tracks, tmp_path):
                         scorer=_ScriptedScorer(script[2:]))
     assert resumed.selected == full.selected == {"step": 2, "which": "ema", "score": 2.0}
     assert resumed.selection == full.selection
-    for a, b in zip(full.generator.state_dict().values(), resumed.generator.state_dict().values(), strict=True):
-        assert torch.allclose(a, b, atol=1e-6)
+    _assert_same_weights(full.generator, resumed.generator, atol=1e-6)
 
 
 def test_fid_scorer_is_zero_on_the_generators_own_samples(toy_tracks):
