@@ -197,3 +197,39 @@ def test_training_with_remix_needs_stems_and_learns(toy_tracks, tmp_path):
     old = {k: v for k, v in state["config"].items() if not k.startswith("remix")}
     assert _compatible(old, _cfg(remix_prob=0.0, epochs=3, batches_per_epoch=15)) == []
     assert _compatible(old, _cfg(remix_prob=0.5, epochs=3, batches_per_epoch=15)) == ["remix_prob"]
+
+
+def test_weight_average_is_returned_validated_and_resumes(toy_tracks, tmp_path):
+    train, valid, _ = toy_tracks
+    plain = train_classifier(train, valid, _cfg(epochs=2), device="cpu")
+    run = train_classifier(train, valid, _cfg(epochs=2, ema_decay=0.9), device="cpu")
+    assert plain.raw_model is None and run.raw_model is not None
+    # the average does not touch the SGD trajectory: the iterate equals the run without averaging
+    for (k, a), b in zip(plain.model.state_dict().items(), run.raw_model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    assert not torch.equal(run.model.conv1[0].weight, run.raw_model.conv1[0].weight)
+    assert all("valid_ema" in h and "valid" in h for h in run.history)
+    assert run.model.training is False and not any(p.requires_grad for p in run.model.parameters())
+    # resume restores the average as well as the iterate
+    ckpt = tmp_path / "e.pt"
+    train_classifier(train, valid, _cfg(epochs=1, ema_decay=0.9), device="cpu", checkpoint=ckpt)
+    resumed = train_classifier(train, valid, _cfg(epochs=2, ema_decay=0.9), device="cpu", checkpoint=ckpt,
+                               resume=True)
+    for (k, a), b in zip(run.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), k
+    with pytest.raises(CheckpointError, match="ema_decay"):
+        train_classifier(train, valid, _cfg(epochs=3, ema_decay=0.5), device="cpu", checkpoint=ckpt, resume=True)
+    with pytest.raises(ParameterError, match="ema_decay"):
+        ClassifierTrainConfig(ema_decay=1.0)
+
+
+def test_weight_average_is_the_running_lerp_of_the_iterates(toy_tracks):
+    """With decay d and a single batch the average is d * init + (1 - d) * iterate."""
+    train, valid, _ = toy_tracks
+    init = train_classifier(train, valid, _cfg(epochs=1, batches_per_epoch=1, lr=1e-12, validate=False),
+                            device="cpu").model  # one step with a vanishing lr: the initial weights
+    run = train_classifier(train, valid, _cfg(epochs=1, batches_per_epoch=1, ema_decay=0.75, validate=False),
+                           device="cpu")
+    for (k, a), w0, w1 in zip(run.model.state_dict().items(), init.state_dict().values(),
+                              run.raw_model.state_dict().values(), strict=True):
+        assert torch.allclose(a, 0.75 * w0 + 0.25 * w1, atol=1e-6), k

@@ -173,3 +173,23 @@ def test_stem_remixing_needs_stems_and_is_recorded(tmp_path, capsys):
 
     prov = load_bundle(out).provenance
     assert prov["train_config"]["remix_prob"] == 0.5 and "--remix-prob 0.5" in prov["command"]
+
+
+def test_weight_averaging_is_saved_with_the_last_iterate_s_metrics(tmp_path, capsys):
+    data = _write_corpus(tmp_path / "c")
+    out = tmp_path / "w.safetensors"
+    assert main(["train", "classifier", "--data", str(data), "--out", str(out), "--threads", "1",
+                 "--cache-dir", str(tmp_path / "cache"), "--preset", "tiny", "--epochs", "2",
+                 "--batches-per-epoch", "4", "--batch-size", "8", "--median-frames", "5", "--ema", "0.9"]) == 0
+    printed = capsys.readouterr().out
+    assert "weight average" in printed and "last SGD iterate" in printed
+    from xai_core.checkpoints import load_bundle
+
+    b = load_bundle(out)
+    assert b.provenance["train_config"]["ema_decay"] == 0.9
+    last = b.metrics["eval_last_iterate"]
+    assert 0 <= last["test"]["error"] <= 1 and set(last) == {"threshold", "valid_error", "test"}
+    assert all("valid_ema" in h for h in b.metrics["history"])
+    assert main(["train", "classifier", "--data", str(data), "--out", str(tmp_path / "x.safetensors"),
+                 "--preset", "tiny", "--ema", "1.5"]) != 0
+    assert "ema_decay" in capsys.readouterr().err

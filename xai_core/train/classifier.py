@@ -6,12 +6,16 @@ dropout 0.5, batches of 32 random excerpts with pitch shift / time stretch (+-30
 frequency filters (+-10 dB) applied on the device. Each part can be switched off in
 :class:`ClassifierTrainConfig`. The per-band normaliser is fitted on the training split.
 
+With ``ema_decay > 0`` an exponential moving average of the weights is kept beside the SGD
+iterate, validated after every epoch next to it, and returned as the model (the iterate too).
+
 The loop reports through ``progress(done, total, info)`` (the CLI wraps it in tqdm) and writes a
 checkpoint after every epoch, from which an interrupted run resumes exactly.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -55,6 +59,7 @@ class ClassifierTrainConfig:
     mix_attenuation_db: float = 12.0  # the mixed-in excerpt's gain is drawn in [-this, 0] dB
     remix_prob: float = 0.0  # chance that an example's voice is put over another excerpt's accompaniment
     remix_jitter_db: float = 3.0  # the remixed voice-to-accompaniment ratio moves by +-this many dB
+    ema_decay: float = 0.0  # weight averaging per batch (0 = off, the paper's recipe); the average is returned
     median_frames: int = MEDIAN_FRAMES  # median filter of the validation / test evaluation
     validate: bool = True  # evaluate on the validation tracks after every epoch
 
@@ -89,6 +94,8 @@ class ClassifierTrainConfig:
         if not 0 <= self.remix_jitter_db <= 24:
             raise ParameterError(
                 f"ClassifierTrainConfig.remix_jitter_db must be in [0, 24] dB, got {self.remix_jitter_db!r}")
+        if not 0 <= self.ema_decay < 1:
+            raise ParameterError(f"ClassifierTrainConfig.ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.median_frames < 1:
             raise ParameterError(f"ClassifierTrainConfig.median_frames must be >= 1, got {self.median_frames!r}")
 
@@ -108,12 +115,13 @@ class ClassifierTrainConfig:
 class ClassifierRun:
     """Result of :func:`train_classifier`: the trained model and what happened."""
 
-    model: SVDNet  # in eval mode, on the training device
+    model: SVDNet  # in eval mode, on the training device (the weight average when config.ema_decay > 0)
     normaliser: Normaliser
     config: ClassifierTrainConfig
     history: list[dict] = field(default_factory=list)  # one entry per epoch
     seconds: float = 0.0  # training wall-clock time, summed over resumed sessions
     resumed_from_epoch: int = 0  # epochs already done when this call started
+    raw_model: SVDNet | None = None  # the last SGD iterate when ``model`` is the weight average, else None
 
 
 def smoothed_bce(logits: torch.Tensor, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
@@ -195,9 +203,9 @@ def remix_stems(x: torch.Tensor, index: torch.Tensor, pool: ExcerptPool, config:
     return torch.where(use, remixed, x)
 
 
-def _checkpoint_state(model, opt, epoch, normaliser, history, seconds, cfg, gen) -> dict:
+def _checkpoint_state(model, ema, opt, epoch, normaliser, history, seconds, cfg, gen) -> dict:
     return {
-        "model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+        "model": model.state_dict(), "ema": ema.state_dict() if ema is not None else {}, "optimizer": opt.state_dict(), "epoch": epoch,
         "normaliser_mean": normaliser.mean, "normaliser_std": normaliser.std,
         "history": history, "seconds": seconds, "config": cfg.to_dict(),
         "sample_rng": gen.get_state(), "torch_rng": torch.get_rng_state(),
@@ -269,6 +277,7 @@ def train_classifier(train: Sequence[Track], valid: Sequence[Track], config: Cla
     history: list[dict] = []
     start_epoch, seconds = 0, 0.0
     normaliser: Normaliser | None = None
+    ema_state: dict | None = None
     if resume and ckpt_path is not None and ckpt_path.is_file():
         state = _load_checkpoint(ckpt_path)
         bad = _compatible(state["config"], config)
@@ -279,6 +288,7 @@ def train_classifier(train: Sequence[Track], valid: Sequence[Track], config: Cla
         opt.load_state_dict(state["optimizer"])
         normaliser = Normaliser(state["normaliser_mean"], state["normaliser_std"])
         start_epoch, history, seconds = int(state["epoch"]), list(state["history"]), float(state["seconds"])
+        ema_state = state.get("ema") or None
         gen.set_state(state["sample_rng"])
         torch.set_rng_state(state["torch_rng"])
         if torch.cuda.is_available() and state.get("cuda_rng"):
@@ -288,6 +298,11 @@ def train_classifier(train: Sequence[Track], valid: Sequence[Track], config: Cla
     model.to(dev)
     if dev.type == "cpu":
         model.to(memory_format=torch.channels_last)  # ~1.5x faster convolutions on CPU
+    # Polyak-style exponential moving average of the weights (the SGD iterate keeps training);
+    # no batch-norm statistics in SVDNet, so the average needs no recalibration
+    ema = copy.deepcopy(model).eval().requires_grad_(False) if config.ema_decay > 0 else None
+    if ema is not None and ema_state is not None:
+        ema.load_state_dict(ema_state)
     norm_dev = Normaliser(normaliser.mean.to(dev), normaliser.std.to(dev))
     total = config.epochs * config.batches_per_epoch
     resumed_from = start_epoch
@@ -320,6 +335,10 @@ def train_classifier(train: Sequence[Track], valid: Sequence[Track], config: Cla
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                with torch.no_grad():
+                    for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+                        pe.lerp_(pm, 1.0 - config.ema_decay)
             loss_sum += loss.detach()
             n_loss += 1
             if (b + 1) % 10 == 0 or b + 1 == config.batches_per_epoch:
@@ -330,14 +349,21 @@ def train_classifier(train: Sequence[Track], valid: Sequence[Track], config: Cla
             model.eval()
             entry["valid"] = validation_error(model, normaliser, valid, median_frames=config.median_frames,
                                               device=dev)
+            if ema is not None:
+                entry["valid_ema"] = validation_error(ema, normaliser, valid, median_frames=config.median_frames,
+                                                      device=dev)
         seconds += time.perf_counter() - t0
         entry["seconds"] = round(seconds, 2)
         history.append(entry)
         if ckpt_path is not None:
-            _save_checkpoint(ckpt_path, _checkpoint_state(model, opt, epoch + 1, normaliser, history,
+            _save_checkpoint(ckpt_path, _checkpoint_state(model, ema, opt, epoch + 1, normaliser, history,
                                                           seconds, config, gen))
         report((epoch + 1) * config.batches_per_epoch, {**entry, "epoch_done": True})
     model.eval()
     model.to(memory_format=torch.contiguous_format)
-    return ClassifierRun(model=model, normaliser=normaliser, config=config, history=history,
-                         seconds=seconds, resumed_from_epoch=resumed_from)
+    if ema is None:
+        return ClassifierRun(model=model, normaliser=normaliser, config=config, history=history,
+                             seconds=seconds, resumed_from_epoch=resumed_from)
+    ema.to(memory_format=torch.contiguous_format)
+    return ClassifierRun(model=ema, normaliser=normaliser, config=config, history=history,
+                         seconds=seconds, resumed_from_epoch=resumed_from, raw_model=model)
