@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Rebuild the bundled demo (assets/demo) from scratch with the project's own commands:
-#   1. demo corpus (seed 0), two more renderings of its training songs (seeds 2, 3), a corpus over
+#   1. demo corpus (seed 0), RENDERINGS-1 more renderings of its training songs (seeds 2, 3, ...), a corpus over
 #      instrumental game soundtracks (GAME_MINUTES of mixes, seed 10: many more, and more varied,
 #      backing songs) and the held-out corpus (seed 1); one song split (split seed 0) -> the
 #      Frets on Fire test songs are never trained on; the training renderings also write each
 #      clip's voice and accompaniment stems (--stems; the mixes are the same with or without)
 #   2. lite classifier, paper recipe plus stem remixing (CLF_REMIX: half the examples hear their
 #      voice over another excerpt's accompaniment; 0 = the paper's recipe exactly), on the train
-#      splits of all four training renderings (CLF_MIX>0 adds backing-mix augmentation)
+#      splits of all training renderings (CLF_MIX>0 adds backing-mix augmentation), with a weight
+#      average (CLF_EMA > 0) saved instead of the last SGD iterate
 #      -> evaluated on the test splits of corpus and held-out corpus
 #   3. lite spectrogram GAN (hinge + SN, EMA; the raw or averaged snapshot with the best FID against
 #      the corpus's validation split is kept)   -> quality report against held-out real excerpts
@@ -17,7 +18,7 @@
 # Deterministic (fixed seeds, deterministic kernels, fixed thread count); 75-85 min (measured) on an
 # idle 2-core CPU. Environment knobs: WORK (work folder), OUT (asset folder), RESUME=1 (keep the
 # work folder and continue interrupted stages from their checkpoints), THREADS, CLF_EPOCHS,
-# CLF_BATCHES, CLF_MIX, CLF_REMIX, GAME_MINUTES (0 = no game-music rendering), GAN_STEPS, CACHE (feature cache), UNTIL=STAGE (stop after that stage, e.g.
+# CLF_BATCHES, CLF_MIX, CLF_REMIX, CLF_EMA, RENDERINGS, GAME_MINUTES (0 = no game-music rendering), GAN_STEPS, CACHE (feature cache), UNTIL=STAGE (stop after that stage, e.g.
 # UNTIL=eval_heldout to check the classifier before the long GAN stage; continue with RESUME=1),
 # ALLOW_MISSING=1 (build without some of the Debian packages listed below: another corpus).
 set -euo pipefail
@@ -30,7 +31,9 @@ CLF_EPOCHS=${CLF_EPOCHS:-20}
 CLF_BATCHES=${CLF_BATCHES:-1500}
 CLF_MIX=${CLF_MIX:-0}  # backing-mix augmentation probability (0 = the paper's recipe exactly)
 CLF_REMIX=${CLF_REMIX:-0.5}  # stem-remix probability: a training excerpt's voice over another excerpt's accompaniment
+CLF_EMA=${CLF_EMA:-0}  # classifier weight averaging per batch, e.g. 0.9995 (0 = off: ship the last SGD iterate)
 GAME_MINUTES=${GAME_MINUTES:-72}
+RENDERINGS=${RENDERINGS:-3}  # renderings of the Frets on Fire training songs (seeds 0, 2, 3, ..., at most 9)
 GAN_STEPS=${GAN_STEPS:-9000}
 CACHE=${CACHE:-$WORK/feature_cache}
 SEED=0
@@ -50,6 +53,7 @@ if (( ${#missing[@]} )) && [[ "${ALLOW_MISSING:-0}" != 1 ]]; then
   exit 1
 fi
 
+if ! [[ "$RENDERINGS" =~ ^[1-9]$ ]]; then echo "RENDERINGS=$RENDERINGS: give 1 to 9" >&2; exit 1; fi
 if [[ "${RESUME:-0}" != 1 ]]; then rm -rf "$WORK"; fi
 mkdir -p "$WORK" "$OUT"
 TIMES="$WORK/timings.json"
@@ -76,11 +80,12 @@ COMMON=(--threads "$THREADS" --cache-dir "$CACHE")
 
 stage corpus "$WORK/corpus/corpus.json" \
   $X data build-demo --out "$WORK/corpus" --seed 0 --split-seed 0 --stems --force
-stage corpus_r2 "$WORK/corpus_r2/corpus.json" \
-  $X data build-demo --out "$WORK/corpus_r2" --seed 2 --split-seed 0 --stems --force
-stage corpus_r3 "$WORK/corpus_r3/corpus.json" \
-  $X data build-demo --out "$WORK/corpus_r3" --seed 3 --split-seed 0 --stems --force
-EXTRA=(--extra-data "$WORK/corpus_r2" --extra-data "$WORK/corpus_r3")
+EXTRA=()
+for ((r = 2; r <= RENDERINGS; r++)); do  # more renderings of the training songs: seeds 2, 3, ...
+  stage "corpus_r$r" "$WORK/corpus_r$r/corpus.json" \
+    $X data build-demo --out "$WORK/corpus_r$r" --seed "$r" --split-seed 0 --stems --force
+  EXTRA+=(--extra-data "$WORK/corpus_r$r")
+done
 if [[ "$GAME_MINUTES" != 0 ]]; then
   stage corpus_games "$WORK/corpus_games/corpus.json" \
     $X data build-demo --out "$WORK/corpus_games" --backing game-music --minutes "$GAME_MINUTES" --seed 10 \
@@ -94,7 +99,7 @@ stage classifier "$WORK/classifier.safetensors" \
   $X train classifier --data "$WORK/corpus" "${EXTRA[@]}" \
     --out "$WORK/classifier.safetensors" \
     --checkpoint "$WORK/classifier.ckpt.pt" --resume --preset lite --epochs "$CLF_EPOCHS" \
-    --batches-per-epoch "$CLF_BATCHES" --batch-size 32 --mix-prob "$CLF_MIX" --remix-prob "$CLF_REMIX" --seed $SEED "${COMMON[@]}"
+    --batches-per-epoch "$CLF_BATCHES" --batch-size 32 --mix-prob "$CLF_MIX" --remix-prob "$CLF_REMIX" --ema "$CLF_EMA" --seed $SEED "${COMMON[@]}"
 stage eval_heldout "$WORK/eval_heldout.json" \
   $X eval classifier "$WORK/classifier.safetensors" --data "$WORK/heldout" --split test \
     --threshold bundle --key heldout_test --json "$WORK/eval_heldout.json" "${COMMON[@]}"
