@@ -205,7 +205,8 @@ def remix_stems(x: torch.Tensor, index: torch.Tensor, pool: ExcerptPool, config:
 
 def _checkpoint_state(model, ema, opt, epoch, normaliser, history, seconds, cfg, gen) -> dict:
     return {
-        "model": model.state_dict(), "ema": ema.state_dict() if ema is not None else {}, "optimizer": opt.state_dict(), "epoch": epoch,
+        "model": model.state_dict(), "ema": ema.state_dict() if ema is not None else {},
+        "optimizer": opt.state_dict(), "epoch": epoch,
         "normaliser_mean": normaliser.mean, "normaliser_std": normaliser.std,
         "history": history, "seconds": seconds, "config": cfg.to_dict(),
         "sample_rng": gen.get_state(), "torch_rng": torch.get_rng_state(),
