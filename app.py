@@ -16,6 +16,7 @@ PAGES = [
     st.Page("pages/actmax.py", title="Activation maximisation", icon=":material/tune:", url_path="actmax"),
     st.Page("pages/fid_grid.py", title="FID grid", icon=":material/grid_on:", url_path="fid-grid"),
     st.Page("pages/listen.py", title="Listen & compare", icon=":material/headphones:", url_path="listen"),
+    st.Page("pages/cladec.py", title="Decode a layer", icon=":material/layers:", url_path="decode-layer"),
     st.Page("pages/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
 ]
 

@@ -20,7 +20,13 @@
 # work folder and continue interrupted stages from their checkpoints), THREADS, CLF_EPOCHS,
 # CLF_BATCHES, CLF_MIX, CLF_REMIX, CLF_EMA, RENDERINGS, GAME_MINUTES (0 = no game-music rendering), GAN_STEPS, CACHE (feature cache), UNTIL=STAGE (stop after that stage, e.g.
 # UNTIL=eval_heldout to check the classifier before the long GAN stage; continue with RESUME=1),
-# ALLOW_MISSING=1 (build without some of the Debian packages listed below: another corpus).
+# ALLOW_MISSING=1 (build without some of the Debian packages listed below: another corpus),
+# ONLY=cladec (just the ClaDec stages, against the classifier already in OUT; builds the seed-0
+# corpus first if the work folder lacks it; implies RESUME=1), CLADEC_STEPS, CLADEC_EVAL_STEPS.
+#   6. ClaDec: ClaDec (alpha 0.001), RefAE and random-feature decoders of conv2, conv4, fc1 and fc2 of
+#      the shipped classifier, trained on the corpus's train split, and the retraining evaluation
+#      (fresh classifiers on reconstructions of the train split, tested on the test split)
+#      -> OUT/cladec/*.safetensors (float16) and OUT/cladec/eval.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -35,6 +41,11 @@ CLF_EMA=${CLF_EMA:-0}  # classifier weight averaging per batch, e.g. 0.9995 (0 =
 GAME_MINUTES=${GAME_MINUTES:-72}
 RENDERINGS=${RENDERINGS:-3}  # renderings of the Frets on Fire training songs (seeds 0, 2, 3, ..., at most 9)
 GAN_STEPS=${GAN_STEPS:-9000}
+CLADEC_STEPS=${CLADEC_STEPS:-1000}  # steps per decoder (12 decoders; about 2 min each on 2 cores)
+CLADEC_EVAL_STEPS=${CLADEC_EVAL_STEPS:-800}  # steps per retrained evaluation classifier (13 of them)
+ONLY=${ONLY:-}
+if [[ -n "$ONLY" && "$ONLY" != cladec ]]; then echo "ONLY=$ONLY: only ONLY=cladec exists" >&2; exit 1; fi
+if [[ "$ONLY" == cladec ]]; then RESUME=1; fi
 CACHE=${CACHE:-$WORK/feature_cache}
 SEED=0
 export OMP_NUM_THREADS=$THREADS OMP_WAIT_POLICY=PASSIVE PYTHONHASHSEED=0
@@ -80,6 +91,26 @@ COMMON=(--threads "$THREADS" --cache-dir "$CACHE")
 
 stage corpus "$WORK/corpus/corpus.json" \
   $X data build-demo --out "$WORK/corpus" --seed 0 --split-seed 0 --stems --force
+
+cladec_stages() {  # the ClaDec decoders of the classifier in OUT, and their evaluation
+  stage cladec_train "$WORK/cladec/.trained" bash -c "$X cladec train --classifier '$OUT/classifier.safetensors' \
+      --data '$WORK/corpus' --layers conv2,conv4,fc1,fc2 --variants cladec,refae,random --alpha 0.001 \
+      --steps $CLADEC_STEPS --batch-size 32 --seed $SEED --out '$WORK/cladec' --resume --float16 \
+      ${COMMON[*]} && touch '$WORK/cladec/.trained'"
+  stage cladec_eval "$WORK/cladec/eval.json" \
+    $X cladec eval --classifier "$OUT/classifier.safetensors" --decoders "$WORK/cladec" --data "$WORK/corpus" \
+      --n-train 4096 --n-test 2048 --steps "$CLADEC_EVAL_STEPS" --batch-size 32 --seed $SEED \
+      --csv "$WORK/cladec_eval.csv" "${COMMON[@]}"
+  mkdir -p "$OUT/cladec"
+  rm -f "$OUT"/cladec/*.safetensors
+  cp "$WORK"/cladec/*.safetensors "$WORK/cladec/eval.json" "$OUT/cladec/"
+}
+if [[ "$ONLY" == cladec ]]; then
+  if [[ ! -f "$OUT/classifier.safetensors" ]]; then echo "ONLY=cladec needs $OUT/classifier.safetensors" >&2; exit 1; fi
+  cladec_stages
+  du -sh "$OUT"
+  exit 0
+fi
 EXTRA=()
 for ((r = 2; r <= RENDERINGS; r++)); do  # more renderings of the training songs: seeds 2, 3, ...
   stage "corpus_r$r" "$WORK/corpus_r$r/corpus.json" \
@@ -130,6 +161,7 @@ fi
 rm -f "$OUT"/samples_*.wav  # the report writes samples.png and samples_*.wav of the shipped pair
 $X eval classifier "$OUT/classifier.safetensors" --data "$WORK/heldout" --split test --threshold bundle \
   --key heldout_test "${COMMON[@]}" > "$WORK/eval_heldout_fp16.txt"
+cladec_stages
 $X train report --classifier "$WORK/classifier.safetensors" --generator "$WORK/generator.safetensors" \
   --assets "$OUT" --heldout "$WORK/heldout" --timings "$TIMES" "${COMMON[@]}"
 du -sh "$OUT"

@@ -32,3 +32,13 @@ RUNS = (
     "configuration, models' identities and results. Reopen a run in the pages above, compare two, export "
     "one (WAV, PNG, CSV) or delete it."
 )
+CLADEC = (
+    "**ClaDec** (Schneider & Vlachos, *Explaining Neural Networks by Decoding Layer Activations*, IDA 2021) "
+    "trains a decoder that reconstructs the input spectrogram from one layer's activations of the frozen "
+    "classifier: what survives in the reconstruction is what that layer keeps, shaped by what the classifier "
+    "needs. The **reference auto-encoder (RefAE)** has the same architecture but is trained end to end on "
+    "reconstruction alone, so ClaDec − RefAE shows what the classifier discards or stresses compared with a "
+    "model that only wants to reconstruct. A decoder of a **randomly re-initialised** copy of the classifier is "
+    "the floor: a good-looking reconstruction from random features says nothing about the classifier. "
+    "Below, the paper's test: classifiers retrained on the reconstructions, tested on unseen songs."
+)

@@ -23,6 +23,7 @@ BUNDLED_DEMO_DIR = REPO_ROOT / "assets" / "demo"
 CLASSIFIER_FILE = "classifier.safetensors"
 GENERATOR_FILE = "generator.safetensors"
 REFERENCE_FILE = "reference.safetensors"
+CLADEC_DIR = "cladec"  # ClaDec / RefAE / random-feature decoders of the demo classifier, and eval.json
 
 
 def demo_dir() -> Path:
@@ -35,11 +36,12 @@ class DemoPaths:
     classifier: Path
     generator: Path
     reference: Path
+    cladec: Path | None = None  # folder of decoder bundles
 
     @classmethod
     def at(cls, root: str | Path | None = None) -> DemoPaths:
         root = Path(root) if root is not None else demo_dir()
-        return cls(root / CLASSIFIER_FILE, root / GENERATOR_FILE, root / REFERENCE_FILE)
+        return cls(root / CLASSIFIER_FILE, root / GENERATOR_FILE, root / REFERENCE_FILE, root / CLADEC_DIR)
 
     def missing(self) -> list[Path]:
         return [p for p in (self.classifier, self.generator, self.reference) if not p.is_file()]
@@ -125,6 +127,39 @@ def make_tiny_demo(root: str | Path, *, seed: int = 0, n_reference: int = 24) ->
     save_bundle(paths.generator, model=SpecGenerator("tiny"), kind="generator", mel=mel, normaliser=norm,
                 preset="tiny", provenance=prov)
     labels = (torch.rand(n_reference, generator=g) > 0.5).float()
-    ReferenceSet(logmel, labels, [f"noise{i}.wav@0.00" for i in range(n_reference)], mel,
-                 {"note": "random test excerpts"}).save(paths.reference)
+    ref = ReferenceSet(logmel, labels, [f"noise{i}.wav@0.00" for i in range(n_reference)], mel,
+                       {"note": "random test excerpts"})
+    ref.save(paths.reference)
+    _tiny_decoders(paths, ref)
     return paths
+
+
+def _tiny_decoders(paths: DemoPaths, ref: ReferenceSet) -> None:
+    """Decoders of two layers of the tiny classifier (2 training steps each) and their evaluation."""
+    import json
+
+    from xai_core.checkpoints import load_bundle
+    from xai_core.explain.cladec import (
+        VARIANTS,
+        CladecConfig,
+        EvalConfig,
+        decoder_file_name,
+        evaluate_decoders,
+        save_decoder,
+        train_decoder,
+    )
+
+    clf = load_bundle(paths.classifier, expected_kind="classifier")
+    data = (ref.logmel, ref.labels)
+    decoders = []
+    for layer in ("conv2", "fc2"):
+        for v in VARIANTS:
+            b = train_decoder(clf, data, CladecConfig(layer=layer, variant=v, steps=2, batch_size=4), device="cpu")
+            save_decoder(paths.cladec / decoder_file_name(layer, v), b, classifier=clf)
+            decoders.append(b)
+    half = len(ref) // 2
+    ev = evaluate_decoders(clf, decoders, train=(ref.logmel[:half], ref.labels[:half]),
+                           test=(ref.logmel[half:], ref.labels[half:]), device="cpu",
+                           config=EvalConfig(n_train=half, n_test=len(ref) - half, steps=2, batch_size=4),
+                           data_info={"note": "tiny test fixture: random excerpts, 2 training steps"})
+    (paths.cladec / "eval.json").write_text(json.dumps(ev.to_dict(), indent=1))

@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "xai_core.actmax.cli",
     "xai_core.store.cli",
     "xai_core.train.cli",
+    "xai_core.explain.cladec.cli",
 )
 
 

@@ -28,6 +28,8 @@ __all__ = [
     "fid_heatmap",
     "score_trace_figure",
     "prob_histogram_figure",
+    "decoded_rows_figure",
+    "depth_curve_figure",
 ]
 
 HZ_TICKS = (100, 250, 500, 1000, 2000, 4000, 8000)  # candidate tick frequencies, Hz
@@ -469,4 +471,82 @@ def prob_histogram_figure(probs: Mapping[str, object], *, bins: int = 20, title:
                                    xbins=dict(start=0.0, end=1.0, size=1.0 / bins)))
     fig.update_layout(title=title, barmode="overlay", xaxis_title="p(vocal)",
                       yaxis_title="fraction of the set" if fractions else "count", xaxis_range=[0, 1])
+    return fig
+
+
+def decoded_rows_figure(rows: Sequence[Sequence], titles: Sequence[Sequence[str]], *, cfg: MelConfig = MelConfig(),
+                        diff_columns: Sequence[int] = (), vmin: float | None = None, vmax: float | None = None,
+                        panel_size: tuple[float, float] = (2.9, 2.0)) -> Figure:
+    """A grid of spectrograms, one row per decoded layer (ClaDec's "what each layer keeps").
+
+    Parameters
+    ----------
+    rows : one sequence per row of arrays ``(T, n_mels)`` (``None`` leaves a panel empty)
+    titles : the same nesting as ``rows``
+    diff_columns : columns holding *differences* of log-mel (e.g. ClaDec - RefAE): drawn on a
+        diverging colour map symmetric around 0 with their own colourbar
+    vmin, vmax : the log-mel panels' shared colour range (default :func:`colour_range` of them)
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if not rows or not all(len(r) == len(rows[0]) for r in rows) or len(titles) != len(rows):
+        raise ParameterError("decoded_rows_figure needs rows of equal length and one title per panel")
+    ncols, diff = len(rows[0]), set(diff_columns)
+    plain = [_check_logmel(x, cfg) for r in rows for j, x in enumerate(r) if x is not None and j not in diff]
+    diffs = [_check_logmel(x, cfg) for r in rows for j, x in enumerate(r) if x is not None and j in diff]
+    if vmin is None or vmax is None:
+        lo, hi = colour_range(*plain) if plain else (0.0, 1.0)
+        vmin, vmax = (lo if vmin is None else vmin), (hi if vmax is None else vmax)
+    dlim = max((float(np.percentile(np.abs(d), 99.5)) for d in diffs), default=1.0) or 1.0
+    fig = Figure(figsize=(panel_size[0] * ncols + 1.6, panel_size[1] * len(rows) + 0.4), layout="constrained")
+    axes = fig.subplots(len(rows), ncols, squeeze=False, sharex=True, sharey=True)
+    im = dim = None
+    for i, (r, tr) in enumerate(zip(rows, titles, strict=True)):
+        for j, x in enumerate(r):
+            ax = axes[i, j]
+            if x is None:
+                ax.set_axis_off()
+                continue
+            x = _check_logmel(x, cfg)
+            if j in diff:
+                t = cfg.frame_times(x.shape[0])
+                dt = cfg.hop_length / cfg.sample_rate
+                dim = ax.imshow(x.T, origin="lower", aspect="auto", cmap="RdBu_r", vmin=-dlim, vmax=dlim,
+                                extent=(t[0] - dt / 2, t[-1] + dt / 2, -0.5, cfg.n_mels - 0.5),
+                                interpolation="nearest")
+                ax.set_xlabel("time (s)")
+                _set_mel_axis(ax, cfg)
+            else:
+                im = _draw_spectrogram(ax, x, cfg, vmin, vmax)
+            ax.set_title(tr[j], fontsize=8)
+            if j:
+                ax.set_ylabel("")
+            if i < len(rows) - 1:
+                ax.set_xlabel("")
+    plain_axes = [axes[i, j] for i in range(len(rows)) for j in range(ncols) if j not in diff]
+    if im is not None:
+        fig.colorbar(im, ax=plain_axes, label=LOG_MEL_LABEL, shrink=0.8)
+    if dim is not None:
+        fig.colorbar(dim, ax=[axes[i, j] for i in range(len(rows)) for j in diff], label="difference (log units)",
+                     shrink=0.8)
+    return fig
+
+
+def depth_curve_figure(layers: Sequence[str], series: Mapping[str, Sequence[float]], *, title: str | None = None,
+                       y_title: str = "", reference: Mapping[str, float] | None = None) -> go.Figure:
+    """Lines of a measure against depth (one x position per layer, shallow to deep), with optional
+    horizontal reference lines (e.g. the classifier on the original input)."""
+    fig = go.Figure()
+    for name, ys in series.items():
+        ys = [float(v) if v is not None else None for v in ys]
+        if len(ys) != len(layers):
+            raise ParameterError(f"series {name!r} has {len(ys)} values for {len(layers)} layers")
+        fig.add_trace(go.Scatter(x=list(layers), y=ys, mode="lines+markers", name=name,
+                                 hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>"))
+    for name, v in (reference or {}).items():
+        fig.add_hline(y=float(v), line_dash="dot", annotation_text=name, annotation_position="top left")
+    fig.update_layout(title=title, xaxis_title="decoded layer (shallow → deep)", yaxis_title=y_title,
+                      height=340, margin=dict(l=50, r=10, t=50, b=40), legend=dict(orientation="h", y=-0.25))
     return fig

@@ -7,18 +7,15 @@ the classifier ``C``, for latent codes ``z (R, z_dim)``. The ascended score of a
 
 from __future__ import annotations
 
-import copy
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 
 import torch
-from torch import nn
 
 from xai_core.checkpoints import Bundle, check_compatible
 from xai_core.device import resolve_device  # noqa: F401  (re-exported)
 from xai_core.errors import CancelledError, ParameterError
-from xai_core.models.hooks import capture_activations
+from xai_core.models.hooks import capture_activations, frozen  # noqa: F401  (frozen re-exported)
 
 Progress = Callable[[int, int, dict], "bool | None"]
 
@@ -29,27 +26,6 @@ def call_progress(progress: Progress | None, done: int, total: int, info: dict) 
         return
     if progress(done, total, info) is False:
         raise CancelledError(f"cancelled by the caller after {done} of {total} steps")
-
-
-@contextmanager
-def frozen(model: nn.Module, device: torch.device) -> Iterator[nn.Module]:
-    """The model on ``device``, in eval mode, parameters not requiring grad; restored on exit.
-
-    A model on another device is copied (the caller's cached bundle is never moved).
-    """
-    if any(p.device != device for p in model.parameters()):
-        model = copy.deepcopy(model).to(device)
-    flags = [p.requires_grad for p in model.parameters()]
-    was_training = model.training
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for p, f in zip(model.parameters(), flags, strict=True):
-            p.requires_grad_(f)
-        model.train(was_training)
 
 
 def check_models(classifier: Bundle, generator: Bundle, layer: str, unit: int) -> int:

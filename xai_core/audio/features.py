@@ -182,3 +182,21 @@ def slice_excerpts(features: torch.Tensor, *, excerpt_frames: int, hop: int = 1,
     labels = torch.as_tensor(labels)
     centres = torch.arange(ex.shape[0]) * hop + half
     return ex, labels[centres]
+
+
+def excerpt_at(features: torch.Tensor, *, start: int, excerpt_frames: int, name: str = "audio") -> torch.Tensor:
+    """The excerpt of ``excerpt_frames`` frames starting at frame ``start`` of ``features (T, M)``.
+
+    Raises :class:`ParameterError` (naming ``name``) when the recording is shorter than one excerpt
+    or ``start`` leaves less than one excerpt after it. Returns ``(excerpt_frames, M)``.
+    """
+    if features.ndim != 2:
+        raise ParameterError(f"features must be (T, n_mels), got shape {tuple(features.shape)}")
+    t = int(features.shape[0])
+    if t < excerpt_frames:
+        raise ParameterError(f"{name} is {t} frames long, shorter than one excerpt of {excerpt_frames} frames "
+                             f"({excerpt_frames * 315 / 22050:.2f} s at the default front end)")
+    if not 0 <= start <= t - excerpt_frames:
+        raise ParameterError(f"excerpt start frame {start} is outside [0, {t - excerpt_frames}] for {name} "
+                             f"({t} frames)")
+    return features[start:start + excerpt_frames]

@@ -187,3 +187,46 @@ class ExcerptPool:
         """A batch of random excerpts ``(B, width, M)`` and their labels ``(B,)``; with ``label``,
         only excerpts whose centre frame has that label."""
         return self.take(self.draw(batch, generator=generator, label=label))
+
+
+class TensorExcerpts:
+    """A fixed set of excerpts with :class:`ExcerptPool`'s sampling interface.
+
+    For training on a reference set (a few hundred excerpts) rather than on whole tracks: ``draw``
+    picks rows uniformly with replacement, ``take`` returns them with their labels.
+
+    Parameters
+    ----------
+    logmel : torch.Tensor, shape ``(N, W, M)``, un-normalised log-mel excerpts
+    labels : torch.Tensor, shape ``(N,)``
+    device : where the excerpts and the batches live
+    """
+
+    def __init__(self, logmel: torch.Tensor, labels: torch.Tensor, *, device: str | torch.device = "cpu") -> None:
+        if logmel.ndim != 3 or labels.shape != (logmel.shape[0],):
+            raise DataError(f"excerpts (N, W, M) and labels (N,) expected, got {tuple(logmel.shape)} and "
+                            f"{tuple(labels.shape)}")
+        if logmel.shape[0] == 0:
+            raise DataError("no excerpts to draw from")
+        if not torch.isfinite(logmel).all():
+            raise DataError("the excerpts contain non-finite values")
+        self.device = torch.device(device)
+        self.data = logmel.to(self.device, torch.float32)  # (N, W, M)
+        self.labels = labels.to(self.device, torch.float32)  # (N,)
+        self.width = int(logmel.shape[1])
+
+    def __len__(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def vocal_fraction(self) -> float:
+        return float(self.labels.mean())
+
+    def draw(self, batch: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randint(len(self), (batch,), generator=generator, device=self.device)  # (B,)
+
+    def take(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.data[index], self.labels[index]  # (B, W, M), (B,)
+
+    def sample(self, batch: int, *, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.take(self.draw(batch, generator=generator))

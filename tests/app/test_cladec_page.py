@@ -1,0 +1,73 @@
+"""AppTest of the "Decode a layer" page on the tiny demo (its decoders are 2-step test fixtures)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.app.conftest import texts
+from tests.app.test_pages import _no_exception, _wav
+
+pytestmark = pytest.mark.slow
+
+
+def test_decode_page_rows_audio_evaluation_and_errors(open_page):
+    at = open_page("cladec")
+    _no_exception(at)
+    assert at.title[0].value == "Decode a layer"
+    assert any("Schneider" in i and "RefAE" in i for i in texts(at.info))
+    assert at.selectbox(key="cladec_set").value == "demo decoders"
+    assert at.multiselect(key="cladec_variants").value == ["cladec", "refae"]
+    # input + 2 layers x (ClaDec, RefAE) players, the rows figure drawn
+    assert len(at.get("audio")) == 1 + 2 * 2
+    assert len(at.get("image")) >= 1  # the rows figure
+    assert any("all players share one gain" in c for c in texts(at.caption))
+    table = at.dataframe[0].value
+    assert list(table["layer"])[:2] == ["input", "input"]
+    assert {"conv2", "fc2"} <= set(table["layer"])
+    assert len(at.get("plotly_chart")) == 2
+    assert any(d.label.startswith("Download the evaluation") for d in at.get("download_button"))
+    at.multiselect(key="cladec_variants").set_value(["cladec", "refae", "random"]).run()
+    _no_exception(at)
+    assert len(at.get("audio")) == 1 + 2 * 3
+    # an upload shorter than one excerpt: the app's error box, the page keeps serving
+    at.radio(key="cladec_in_src").set_value("Uploaded audio").run()
+    at.file_uploader(key="cladec_in_upload").upload("short.wav", _wav(0.5), "audio/wav").run()
+    _no_exception(at)
+    assert any("shorter than one excerpt" in e for e in texts(at.error))
+    at.file_uploader(key="cladec_in_upload").upload("tone.wav", _wav(4.0), "audio/wav").run()
+    _no_exception(at)
+    assert not at.error
+    at.slider(key="cladec_in_offset").set_value(1.0).run()
+    _no_exception(at)
+    assert any("tone.wav at 1.0" in c for c in texts(at.caption))
+    at.radio(key="cladec_in_src").set_value("Kept example of a stored run").run()
+    _no_exception(at)
+    assert any("No complete activation-maximisation run" in c for c in texts(at.caption))
+
+
+def test_decode_page_trains_decoders_in_the_background(open_page, app_env):
+    from xai_core.store.jobs import get_manager
+
+    at = open_page("cladec")
+    at.multiselect(key="cladec_tr_layers").set_value(["fc2"]).run()
+    at.multiselect(key="cladec_tr_variants").set_value(["cladec", "refae"]).run()
+    at.number_input(key="cladec_tr_steps").set_value(10).run()
+    at.text_input(key="cladec_tr_name").set_value("my set").run()
+    at.button(key="cladec_train").click().run()
+    _no_exception(at)
+    deadline = time.time() + 120
+    while get_manager().active("cladec") and time.time() < deadline:
+        time.sleep(0.2)
+    job = get_manager().latest("cladec")
+    assert job.state == "done", job.message
+    assert sorted(p.name for p in (app_env / "decoders" / "my-set").glob("*.safetensors")) == [
+        "fc2_cladec.safetensors", "fc2_refae.safetensors"]
+    at.run()
+    _no_exception(at)
+    assert "trained: my-set" in at.selectbox(key="cladec_set").options
+    at.selectbox(key="cladec_set").set_value("trained: my-set").run()
+    _no_exception(at)
+    assert len(at.get("audio")) == 1 + 2
+    assert any("No evaluation stored" in c for c in texts(at.caption))
