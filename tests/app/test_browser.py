@@ -1,7 +1,8 @@
 """End to end in a real browser: `streamlit run app.py` on a free port, Playwright driving Chromium.
 
 Opens every page, runs a small activation maximisation (an audio element appears), runs a tiny FID
-grid in the background (a plotly heatmap appears) and saves screenshots to ``test-artifacts/``.
+grid in the background (a plotly heatmap appears), decodes the kept AM example at every layer of the
+demo's decoders and plays a reconstruction, and saves screenshots to ``test-artifacts/``.
 On CI (CI=true) a missing Chromium fails the test; elsewhere it skips.
 """
 
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+        "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
 
 
 def _free_port() -> int:
@@ -119,7 +120,7 @@ def test_pages_in_a_real_browser(server):
             page.get_by_role("heading", name="Models").first.wait_for()
             _settle(page)
             nav = page.locator('[data-testid="stSidebarNav"] a')
-            assert nav.count() == 5, [nav.nth(i).inner_text() for i in range(nav.count())]
+            assert nav.count() == 6, [nav.nth(i).inner_text() for i in range(nav.count())]
             page.locator("audio").first.wait_for()
             _settle(page)
             page.screenshot(path=str(ARTIFACTS / "1_models.png"), full_page=True)
@@ -172,6 +173,22 @@ def test_pages_in_a_real_browser(server):
             page.get_by_role("heading", name="Runs").first.wait_for()
             _settle(page)
             page.screenshot(path=str(ARTIFACTS / "6_runs.png"), full_page=True)
+
+            page.goto(server + "/decode-layer")
+            page.get_by_role("heading", name="Decode a layer").first.wait_for()
+            _wait_for(page, page.get_by_text("all players share one gain, so a quieter"), log, "Decode a layer page")
+            _settle(page)
+            # decode what the classifier keeps of its own maximised example (the AM run stored above)
+            page.get_by_text("Kept example of a stored run").click()
+            _settle(page)
+            _wait_for(page, page.get_by_text("Audio of kept example"), log, "Decoding a kept AM example")
+            _settle(page)
+            assert page.locator("audio").count() >= 5  # input + 2 layers x (ClaDec, RefAE)
+            assert page.locator(".js-plotly-plot").count() >= 2  # accuracy and MSE against depth
+            played = page.locator("audio").nth(1).evaluate(
+                "a => a.play().then(() => new Promise(r => setTimeout(() => r(a.currentTime), 700)))")
+            assert played > 0, "the ClaDec reconstruction did not play"
+            page.screenshot(path=str(ARTIFACTS / "7_decode_layer.png"), full_page=True)
             for bad in ("Traceback", "DeltaGenerator"):
                 assert page.get_by_text(bad).count() == 0
         except Exception:

@@ -1,0 +1,121 @@
+"""ClaDec costs, as ratios against the classifier's forward pass in the same process.
+
+1. Decoder training throughput: one training step of a decoder (batch 32) for each variant and a few
+   layers, against one forward pass of the classifier on the same batch (no gradient). The ratio
+   says how many classifier forwards one decoder step costs; the absolute ms/step tell what the
+   shipped budget (``make demo-assets``: 1,000 steps per decoder) takes on this machine.
+2. The page's decode: one excerpt through every decoder of a set (4 layers x ClaDec + RefAE) plus
+   Griffin-Lim of the 9 spectrograms at the page's 32 iterations, against one classifier forward of
+   one excerpt.
+
+Synthetic data (random log-mel; the shapes and the work are the demo's). The arms alternate
+``--repeats`` times and medians are compared (the machines are shared and noisy).
+
+``python bench/bench_cladec.py`` (CPU, lite) or ``--device cuda``; ``--classifier`` for a real bundle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from xai_core.audio.config import MelConfig
+from xai_core.audio.features import Normaliser
+from xai_core.audio.inversion import mel_to_audio
+from xai_core.checkpoints import Bundle, load_bundle, model_identity
+from xai_core.device import resolve_device
+from xai_core.explain.cladec import CladecConfig, decode, train_decoder
+from xai_core.models.svdnet import SVDNet
+
+LAYERS = ("conv2", "conv4", "fc1", "fc2")
+
+
+def _classifier(args) -> Bundle:
+    if args.classifier:
+        return load_bundle(args.classifier, expected_kind="classifier")
+    net = SVDNet(args.preset).eval()
+    norm = Normaliser.fit(-6 + 2 * torch.randn(256, 80))
+    return Bundle(kind="classifier", model=net, mel=MelConfig(), normaliser=norm, preset=args.preset,
+                  identity=model_identity(net))
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="lite")
+    ap.add_argument("--classifier", help="a classifier bundle instead of a random one of --preset")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--steps", type=int, default=30, help="decoder steps per timing")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    dev = resolve_device(args.device)
+    clf = _classifier(args)
+    g = torch.Generator().manual_seed(0)
+    data = (-6 + 2 * torch.randn(512, 115, 80, generator=g), (torch.rand(512, generator=g) > 0.5).float())
+    model = clf.model.to(dev)
+    xb = clf.normaliser.apply(data[0][:32].to(dev))
+
+    def forward_ms(x: torch.Tensor, n: int = 20) -> float:
+        with torch.no_grad():
+            model(x)
+            _sync(dev)
+            t0 = time.perf_counter()
+            for _ in range(n):
+                model(x)
+            _sync(dev)
+        return 1000 * (time.perf_counter() - t0) / n
+
+    where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"device {dev} ({where}), classifier {clf.preset or 'custom'}, batch 32")
+    arms = [(layer, v) for layer in LAYERS for v in ("cladec", "refae", "random")]
+    step_ms: dict[tuple[str, str], list[float]] = {a: [] for a in arms}
+    fwd: list[float] = []
+    for _ in range(args.repeats):
+        fwd.append(forward_ms(xb))
+        for layer, v in arms:
+            cfg = CladecConfig(layer=layer, variant=v, steps=args.steps + 5, checkpoint_every=0)
+            marks = {}
+
+            def prog(done, _t, _i, marks=marks):
+                _sync(dev)
+                marks[done] = time.perf_counter()
+
+            train_decoder(clf, data, cfg, device=dev, progress=prog)
+            # from the first report (step 10) to the last: set-up and warm-up excluded
+            first, last = min(marks), max(marks)
+            step_ms[(layer, v)].append(1000 * (marks[last] - marks[first]) / (last - first))
+    base = statistics.median(fwd)
+    print(f"classifier forward (no grad)          {base:8.1f} ms/batch   ratio 1.00")
+    for (layer, v), ts in step_ms.items():
+        m = statistics.median(ts)
+        print(f"decoder step {layer:<6} {v:<7}           {m:8.1f} ms/step    ratio {m / base:5.2f}   "
+              f"(1,000 steps: {m:.0f} s)")
+
+    decoders = [train_decoder(clf, data, CladecConfig(layer=layer, variant=v, steps=1), device="cpu")
+                for layer in LAYERS for v in ("cladec", "refae")]
+    x1 = data[0][:1]
+    one = clf.normaliser.apply(x1.to(dev))
+    dec_s, fwd1 = [], []
+    for _ in range(args.repeats):
+        fwd1.append(forward_ms(one))
+        t0 = time.perf_counter()
+        res = decode(clf, decoders, x1, device=dev)
+        spec = torch.cat([res.logmel] + [res.recon[k] for k in res.keys])  # (9, T, M)
+        with torch.no_grad():
+            mel_to_audio(spec, cfg=clf.mel, n_iter=32)
+        _sync(dev)
+        dec_s.append(time.perf_counter() - t0)
+    d, f1 = statistics.median(dec_s), statistics.median(fwd1)
+    print(f"page decode: 1 excerpt x {len(decoders)} decoders + Griffin-Lim (32 it.) of 9 spectrograms: "
+          f"{1000 * d:.0f} ms   ratio {1000 * d / f1:.0f} x one classifier forward of one excerpt ({f1:.2f} ms)")
+
+
+if __name__ == "__main__":
+    main()
