@@ -58,6 +58,9 @@ class ReferenceSet:
     sources : list of N strings, ``"file.flac@12.34"`` (file and start time in seconds)
     mel : the MelConfig the excerpts were computed with
     info : free-form provenance (corpus, seed, selection rule)
+    tags : concept tags, name -> N strings (e.g. ``"singer_family"`` -> ``["choir", "none", ...]``),
+        what each excerpt is known to contain; :meth:`concepts` adds ``"vocal"`` from the labels.
+        Consistency, galleries and filters of every method read the same tags.
     """
 
     logmel: torch.Tensor
@@ -65,6 +68,7 @@ class ReferenceSet:
     sources: list[str]
     mel: MelConfig = field(default_factory=MelConfig)
     info: dict = field(default_factory=dict)
+    tags: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = self.logmel.shape[0]
@@ -72,6 +76,17 @@ class ReferenceSet:
             raise ParameterError(
                 f"ReferenceSet needs logmel (N, T, M), labels (N,), N sources; got "
                 f"{tuple(self.logmel.shape)}, {tuple(self.labels.shape)}, {len(self.sources)}")
+        if not isinstance(self.tags, dict):
+            raise ParameterError(f"ReferenceSet tags must be a mapping name -> list, got {type(self.tags).__name__}")
+        for name, values in self.tags.items():
+            if not isinstance(name, str) or name == "vocal" or not isinstance(values, list) or len(values) != n \
+                    or not all(isinstance(v, str) for v in values):
+                raise ParameterError(f"ReferenceSet tag {name!r} must be a list of {n} strings (one per excerpt; "
+                                     "'vocal' is reserved: it comes from the labels)")
+
+    def concepts(self) -> dict[str, list[str]]:
+        """Every concept tag per excerpt: ``"vocal"`` ("vocal" / "non-vocal", from the labels) and :attr:`tags`."""
+        return {"vocal": ["vocal" if float(v) > 0.5 else "non-vocal" for v in self.labels], **self.tags}
 
     def __len__(self) -> int:
         return int(self.logmel.shape[0])
@@ -82,7 +97,8 @@ class ReferenceSet:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        meta = {"kind": "reference", "sources": self.sources, "mel": self.mel.to_dict(), "info": self.info}
+        meta = {"kind": "reference", "sources": self.sources, "mel": self.mel.to_dict(), "info": self.info,
+                "tags": self.tags}
         save_file({"logmel": self.logmel.to(dtype).contiguous(), "labels": self.labels.float().contiguous()},
                   str(tmp), metadata={"vocal_xai": json.dumps(meta)})
         os.replace(tmp, path)
@@ -102,7 +118,11 @@ class ReferenceSet:
                 labels = f.get_tensor("labels").float()
         except (SafetensorError, KeyError, ValueError, OSError) as exc:
             raise CheckpointError(f"{path}: not a valid reference-excerpt file ({exc})") from exc
-        return cls(logmel, labels, list(meta["sources"]), MelConfig.from_dict(meta["mel"]), meta.get("info", {}))
+        try:
+            return cls(logmel, labels, list(meta["sources"]), MelConfig.from_dict(meta["mel"]), meta.get("info", {}),
+                       meta.get("tags") or {})
+        except ParameterError as exc:
+            raise CheckpointError(f"{path}: {exc}") from exc
 
 
 def make_tiny_demo(root: str | Path, *, seed: int = 0, n_reference: int = 24) -> DemoPaths:

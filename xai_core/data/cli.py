@@ -41,6 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     i.add_argument("root", type=Path, help="corpus folder (Jamendo layout)")
     i.set_defaults(func=_info)
 
+    t = sub.add_parser("tag-reference", help="add concept tags (singer family, backing song, instrument, voice "
+                                              "level) from a demo corpus' corpus.json to a reference set")
+    t.add_argument("reference", type=Path, help="reference-excerpt file (.safetensors)")
+    t.add_argument("--data", type=Path, required=True, help="the demo corpus the excerpts were cut from")
+    t.add_argument("--out", type=Path, help="output file (default: rewrite REFERENCE; excerpts unchanged)")
+    t.set_defaults(func=_tag_reference)
+
 
 def _build_demo(args: argparse.Namespace) -> int:
     from dataclasses import asdict
@@ -102,4 +109,20 @@ def _info(args: argparse.Namespace) -> int:
         print(f"{e.name:<{width}}  {e.split or '-':<5}  {dur:7.1f}s  {voc / max(dur, 1e-9):5.1%}{extra}")
     for split, (n, dur, voc) in sorted(totals.items()):
         print(f"[{split}] {n} tracks, {dur / 60:.1f} min, vocal {voc / max(dur, 1e-9):.1%}")
+    return 0
+
+
+def _tag_reference(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from xai_core.assets import ReferenceSet
+    from xai_core.data.tags import demo_corpus_tags
+
+    ref = ReferenceSet.load(args.reference)
+    ref.tags = demo_corpus_tags(args.data, ref.sources, ref.labels.tolist())
+    out = args.out or args.reference
+    ref.save(out)  # float16 excerpts, as written before: a float16 set is rewritten bit for bit
+    print(f"wrote {out}: {len(ref)} excerpts with concept tags")
+    for k, v in ref.concepts().items():
+        print(f"  {k}: " + ", ".join(f"{name} {n}" for name, n in Counter(v).most_common()))
     return 0

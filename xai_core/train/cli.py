@@ -508,6 +508,10 @@ def _reference(args) -> int:
                                          candidates=args.candidates, seed=args.seed, mel=clf.mel)
     ref.info.update({"data": _corpus_info(args.data), "classifier_identity": clf.identity,
                      "command": _command_line(args)})
+    if (Path(args.data) / "corpus.json").is_file():  # a demo corpus: it knows each clip's singer, song, ...
+        from xai_core.data.tags import demo_corpus_tags
+
+        ref.tags = demo_corpus_tags(args.data, ref.sources, ref.labels.tolist())
     ref.save(args.out)
     lg = torch.tensor(ref.info["logits"])
     print(f"wrote {args.out}: {len(ref)} excerpts, {int(ref.labels.sum())} labelled vocal, logits "
