@@ -18,7 +18,7 @@ if dset is not None:
     chosen = inputs.choose_input(clf, ld.reference, key="cladec_in")
     if chosen is not None and variants:
         with display.errors_shown("Could not decode"):
-            res = cladec_view.decoded(clf.identity, str(dset.folder), cladec_view._stamp(dset.folder), chosen.key,
+            res = cladec_view.decoded(clf.identity, str(dset.folder), cladec_view.folder_stamp(dset.folder), chosen.key,
                                       variants, clf, dset, chosen.logmel)
             cladec_view.show_rows(res, dset, variants, clf, label=chosen.label, gl_iters=display.PREVIEW_GL_ITERS)
     st.header("Does the claim hold? The retraining evaluation")

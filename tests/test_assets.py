@@ -65,3 +65,37 @@ def test_readme_states_the_reports_numbers(report):
     assert fid == pytest.approx(g["fid_hidden"], rel=0.01, abs=0.006)
     vocal = _readme_number(r"p\(vocal\) > 0\.9 / < 0\.1 \| ([\d.]+) %")
     assert vocal == pytest.approx(100 * g["frac_vocal_generated"], abs=0.051)
+
+
+def test_shipped_reference_set_carries_concept_tags(demo):
+    ref = demo[2]
+    concepts = ref.concepts()
+    assert set(concepts) == {"vocal", "singer_family", "backing_song", "instrument", "voice_level"}
+    assert all(len(v) == len(ref) for v in concepts.values())
+    # the singer family is "none" exactly where the excerpt is not sung
+    assert all((f == "none") == (v == "non-vocal") for f, v in zip(concepts["singer_family"], concepts["vocal"],
+                                                                    strict=True))
+
+
+def test_shipped_decoders_belong_to_the_shipped_classifier_and_the_readme_states_their_evaluation(demo):
+    from xai_core.explain.cladec import VARIANTS, CladecEvaluation, load_decoder_set
+
+    clf = demo[0]
+    dset = load_decoder_set(BUNDLED_DEMO_DIR / "cladec", classifier=clf)
+    assert not dset.skipped, dset.skipped
+    assert dset.layers == ["conv2", "conv4", "fc1", "fc2"]
+    assert set(dset.decoders) == {(lay, v) for lay in dset.layers for v in VARIANTS}
+    assert all(d.alpha == (0.0 if d.variant == "refae" else 0.001) for d in dset.decoders.values())
+    ev = CladecEvaluation.from_dict(dset.evaluation)
+    assert ev.classifier == clf.identity and len(ev.rows) == 12
+    text = (REPO_ROOT / "README.md").read_text()
+    for r in ev.rows:
+        m = re.search(rf"\| {r['layer']} \| {r['variant']} \| ([\d.]+) \| ([\d.]+) % \|", text)
+        assert m, f"README has no ClaDec row for {r['layer']} / {r['variant']}"
+        assert float(m.group(1)) == pytest.approx(r["mse"], abs=0.0051)
+        assert float(m.group(2)) == pytest.approx(100 * r["retrained_error"], abs=0.051)
+
+
+def test_demo_folder_stays_under_25_mb():
+    total = sum(p.stat().st_size for p in BUNDLED_DEMO_DIR.rglob("*") if p.is_file())
+    assert total < 25 * 1024**2, total

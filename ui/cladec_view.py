@@ -38,7 +38,7 @@ def trained_root() -> Path:
     return state.runs_dir() / "decoders"
 
 
-def _stamp(folder: Path) -> tuple:
+def folder_stamp(folder: Path) -> tuple:
     """Names and modification times of a folder's files (a cache key that changes when they do)."""
     try:
         return tuple(sorted((p.name, p.stat().st_mtime) for p in folder.iterdir() if p.is_file()))
@@ -78,7 +78,7 @@ def choose_set(clf: Bundle) -> DecoderSet | None:
                              "(RefAE) and a random-feature decoder trained for one classifier.")
     folder = sets[name]
     with display.errors_shown("Could not load these decoders"):
-        dset = _load_set(str(folder), _stamp(folder), clf.identity, clf)
+        dset = _load_set(str(folder), folder_stamp(folder), clf.identity, clf)
         if dset.skipped:
             st.caption("Not loaded: " + "; ".join(f"`{k}`: {v}" for k, v in dset.skipped.items()))
         return dset

@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from ui import display, state
+from ui import compute, display, state
 from xai_core.assets import ReferenceSet
 from xai_core.audio import load_audio_bytes, log_mel
 from xai_core.audio.features import excerpt_at
@@ -55,7 +55,7 @@ def _from_reference(ref: ReferenceSet, key: str) -> ChosenInput:
     truth = float(ref.labels[i])
     c2.caption(f"{ref.sources[i]}{what} · label at the centre: {'singing' if truth > 0.5 else 'no singing'}")
     return ChosenInput(ref.logmel[i].numpy(), f"reference excerpt {i} ({ref.sources[i]})",
-                       f"ref{len(ref)}:{ref.sources[i]}:{i}", truth)
+                       f"ref{compute.ref_key(ref)}:{i}", truth)
 
 
 def _from_upload(clf: Bundle, key: str) -> ChosenInput | None:
