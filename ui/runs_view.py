@@ -30,6 +30,14 @@ def reopen(run_id: str) -> str:
     """Load a run into this session; returns the page to go to."""
     store = state.run_store()
     res = store.load(run_id)
+    if hasattr(res, "claim"):  # a ClaDec evaluation: open its decoders on the Decode a layer page
+        from ui.cladec_view import decoder_sets
+
+        folder = Path(store.info(run_id)["config"].get("decoders", ""))
+        for label, path in decoder_sets().items():
+            if path.resolve() == folder:
+                st.session_state["cladec_set_next"] = label
+        return "pages/cladec.py"
     if isinstance(res, AMResult):
         st.session_state["am_results"] = [res]
         st.session_state["am_run_ids"] = [run_id]
@@ -58,7 +66,7 @@ def compare(a: str, b: str) -> None:
     for rid, r in ((a, ra), (b, rb)):
         if isinstance(r, AMResult):
             sets[f"{rid} ({r.config.direction})"] = r.logmel_best.numpy()
-        else:
+        elif hasattr(r, "selected"):
             for d, sel in r.selected.items():
                 key = (d, sel["lr"], sel["lam"], sel["n_iter"])
                 if key in r.examples:

@@ -71,3 +71,23 @@ def test_decode_page_trains_decoders_in_the_background(open_page, app_env):
     _no_exception(at)
     assert len(at.get("audio")) == 1 + 2
     assert any("No evaluation stored" in c for c in texts(at.caption))
+
+
+def test_a_stored_evaluation_reopens_its_decoders(open_page, app_env, tiny_demo_dir):
+    import json
+
+    from xai_core.checkpoints import load_bundle
+    from xai_core.explain.cladec import CladecEvaluation
+    from xai_core.store import RunStore
+
+    ev = CladecEvaluation.from_dict(json.loads((tiny_demo_dir / "cladec" / "eval.json").read_text()))
+    clf = load_bundle(tiny_demo_dir / "classifier.safetensors")
+    rid = RunStore(app_env).save_cladec_eval(ev, classifier=clf, decoders=tiny_demo_dir / "cladec")
+    at = open_page("runs")
+    _no_exception(at)
+    assert at.multiselect(key="runs_chosen").options == [rid]
+    at.multiselect(key="runs_chosen").set_value([rid]).run()
+    at.button[[b.label for b in at.button].index("Reopen")].click().run()
+    _no_exception(at)
+    assert at.title[0].value == "Decode a layer"
+    assert at.selectbox(key="cladec_set").value == "demo decoders"

@@ -31,13 +31,24 @@ def test_train_eval_decode(tmp_path, tiny_demo_dir, capsys):
     assert capsys.readouterr().out.count("done already") == 6
     assert main(["cladec", "eval", *common, "--decoders", str(out), "--data", str(data), "--cache-dir",
                  str(tmp_path / "cache"), "--n-train", "64", "--n-test", "48", "--steps", "4", "--batch-size", "8",
-                 "--csv", str(tmp_path / "e.csv"), "--json", str(tmp_path / "e.json")]) == 0
+                 "--csv", str(tmp_path / "e.csv"), "--json", str(tmp_path / "e.json"),
+                 "--runs-dir", str(tmp_path / "runs")]) == 0
     text = capsys.readouterr().out
     assert "retrained err" in text and "ClaDec more informative than RefAE" in text
     ev = json.loads((out / "eval.json").read_text())
     assert ev == json.loads((tmp_path / "e.json").read_text())
     assert ev["data"]["n_train"] == 64 and ev["data"]["n_test"] == 48 and len(ev["rows"]) == 6
     assert (tmp_path / "e.csv").read_text().count("\n") == 1 + 2 + 6
+    # the evaluation is a run of the store: listed, reloaded, exported
+    from xai_core.store import RunStore
+
+    store = RunStore(tmp_path / "runs")
+    (run,) = store.list_runs("cladec")
+    assert run["status"] == "complete" and "fc2/cladec/retrained_error" in run["summary"]
+    assert store.load(run["id"]).rows == ev["rows"]
+    assert store.info(run["id"])["config"]["decoders"] == str(out.resolve())
+    files = store.export(run["id"], tmp_path / "export")
+    assert sorted(p.name for p in files) == ["cladec_eval.csv", "cladec_eval.json"]
     # decode a reference excerpt and 1.7 s of an audio file from an offset
     assert main(["cladec", "decode", str(out), "--classifier", clf, "--reference",
                  str(tiny_demo_dir / "reference.safetensors"), "--excerpt", "3", "--gl-iters", "2",

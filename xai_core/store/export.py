@@ -55,6 +55,14 @@ def export_result(result: AMResult | GridResult, out: Path, *, run_id: str, wav:
                   griffin_lim_iter: int = 100) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
+    if hasattr(result, "claim"):  # a ClaDec evaluation: its table
+        import json
+
+        from xai_core.fileio import atomic_write_bytes
+
+        files.append(atomic_write_bytes(out / "cladec_eval.csv", result.csv().encode()))
+        files.append(atomic_write_bytes(out / "cladec_eval.json", json.dumps(result.to_dict(), indent=1).encode()))
+        return files
     if isinstance(result, AMResult):
         c = result.config
         if csv:

@@ -242,12 +242,37 @@ class RunStore:
                 "classifier": json.loads(r["classifier"]), "generator": json.loads(r["generator"]),
                 "device": r["device"], "seconds": r["seconds"], "message": r["message"]}
 
-    def load(self, run_id: str) -> AMResult | GridResult:
-        """An AM run as :class:`AMResult`; a grid as :class:`GridResult` (``status`` says if complete)."""
+    # ---- ClaDec evaluations --------------------------------------------------------------------
+    def save_cladec_eval(self, evaluation, *, classifier, decoders: str | Path, name: str | None = None) -> str:
+        """Persist a :class:`~xai_core.explain.cladec.CladecEvaluation` of the decoders in folder ``decoders``."""
+        run_id = self._new_id("cladec")
+        folder = self.root / run_id
+        folder.mkdir(parents=True)
+        atomic_write_bytes(folder / "eval.json", json.dumps(evaluation.to_dict(), indent=1).encode())
+        config = {**evaluation.config.to_dict(), "decoders": str(Path(decoders).resolve()),
+                  "layers": list(dict.fromkeys(r["layer"] for r in evaluation.rows))}
+        with closing(self._connect()) as con, con:
+            con.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (run_id, "cladec", time.strftime("%Y-%m-%d %H:%M:%S"), "complete", name,
+                         json.dumps(config), json.dumps(evaluation.summary()), json.dumps(_model_info(classifier)),
+                         json.dumps(None), None, evaluation.seconds, None))
+        return run_id
+
+    def load(self, run_id: str):
+        """An AM run as :class:`AMResult`; a grid as :class:`GridResult` (``status`` says if complete);
+        a ClaDec evaluation as :class:`~xai_core.explain.cladec.CladecEvaluation`."""
         from safetensors import safe_open
         from safetensors.torch import load_file
 
         row = self._row(run_id)
+        if row["kind"] == "cladec":
+            from xai_core.explain.cladec import CladecEvaluation
+
+            path = self.root / run_id / "eval.json"
+            try:
+                return CladecEvaluation.from_dict(json.loads(path.read_text()))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise ParameterError(f"run {run_id}: its evaluation file {path} is unreadable ({exc})") from exc
         if row["kind"] == "am":
             path = self.root / run_id / "am.safetensors"
             with safe_open(str(path), "pt") as f:

@@ -144,6 +144,12 @@ def _eval(args) -> int:
         atomic_write_bytes(Path(args.json), blob)
     if args.csv:
         atomic_write_bytes(Path(args.csv), ev.csv().encode())
+    if not args.no_store:
+        from xai_core.store import RunStore
+
+        store = RunStore(args.runs_dir)
+        print(f"stored as run {store.save_cladec_eval(ev, classifier=clf, decoders=args.decoders)} in "
+              f"{store.root.resolve()}")
     return 0
 
 
@@ -250,6 +256,8 @@ def register(sub) -> None:
     e.add_argument("--json", type=Path, help="also write the table as JSON here")
     e.add_argument("--csv", type=Path, help="also write the table as CSV here")
     e.add_argument("--no-save", action="store_true", help="do not write eval.json into the decoder folder")
+    e.add_argument("--runs-dir", type=Path, default=None, help="run store (default $XAI_RUNS_DIR or ./runs)")
+    e.add_argument("--no-store", action="store_true", help="do not record the evaluation in the run store")
     e.set_defaults(func=_eval)
 
     d = s.add_parser("decode", help="reconstruct one excerpt at every decoded layer: PNG and WAVs", description=HELP)
