@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -202,6 +203,9 @@ def training_form(clf: Bundle, ref) -> None:
             configs = [CladecConfig(layer=lay, variant=v, alpha=float(alpha), steps=steps) for lay in layers
                        for v in variants]
             out = trained_root() / _safe_name(name)
+            if any(out.glob("*.safetensors")) and not (out / ".checkpoints").is_dir():
+                raise ParameterError(f"a decoder set called {out.name!r} exists already: choose another name "
+                                     "(nothing stored is overwritten)")
             if data_src == "reference excerpts":
                 if ref is None:
                     raise ParameterError("no reference set is loaded (Models page)")
@@ -218,10 +222,15 @@ def training_form(clf: Bundle, ref) -> None:
                     _data = load_split(_folder, "train")
 
                 def keep(b):  # each decoder is saved as soon as it is trained
-                    save_decoder(out / decoder_file_name(b.layer, b.variant), b, classifier=clf)
-                return train_decoders(clf, _data, configs, device=state.DEVICE, progress=progress,
+                    name = decoder_file_name(b.layer, b.variant)
+                    save_decoder(out / name, b, classifier=clf)
+                    (out / ".checkpoints" / f"{Path(name).stem}.ckpt.pt").unlink(missing_ok=True)
+                todo = [c for c in configs if not (out / decoder_file_name(c.layer, c.variant)).is_file()]
+                done = train_decoders(clf, _data, todo, device=state.DEVICE, progress=progress,
                                       checkpoint_dir=out / ".checkpoints", resume=True, on_trained=keep,
                                       provenance={"data": what, "command": "the Decode a layer page"})
+                shutil.rmtree(out / ".checkpoints", ignore_errors=True)
+                return done
 
             mgr.submit(JOB_KIND, target, label=f"{len(configs)} decoders ({', '.join(layers)}) on {what}",
                        meta={"folder": str(out)})

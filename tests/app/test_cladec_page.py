@@ -71,6 +71,10 @@ def test_decode_page_trains_decoders_in_the_background(open_page, app_env):
     _no_exception(at)
     assert len(at.get("audio")) == 1 + 2
     assert any("No evaluation stored" in c for c in texts(at.caption))
+    assert not (app_env / "decoders" / "my-set" / ".checkpoints").exists()
+    at.button(key="cladec_train").click().run()  # the same name again: refused, nothing overwritten
+    _no_exception(at)
+    assert any("exists already" in e for e in texts(at.error))
 
 
 def test_a_stored_evaluation_reopens_its_decoders(open_page, app_env, tiny_demo_dir):
