@@ -100,7 +100,7 @@ cladec_stages() {  # the ClaDec decoders of the classifier in OUT, and their eva
   stage cladec_eval "$WORK/cladec/eval.json" \
     $X cladec eval --classifier "$OUT/classifier.safetensors" --decoders "$WORK/cladec" --data "$WORK/corpus" \
       --n-train 4096 --n-test 2048 --steps "$CLADEC_EVAL_STEPS" --batch-size 32 --seed $SEED \
-      --csv "$WORK/cladec_eval.csv" "${COMMON[@]}"
+      --csv "$WORK/cladec_eval.csv" --no-store "${COMMON[@]}"
   mkdir -p "$OUT/cladec"
   rm -f "$OUT"/cladec/*.safetensors
   cp "$WORK"/cladec/*.safetensors "$WORK/cladec/eval.json" "$OUT/cladec/"

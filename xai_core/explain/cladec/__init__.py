@@ -21,12 +21,12 @@ from xai_core.explain.cladec.evaluate import (
     evaluate_decoders,
     retrain_and_test,
 )
-from xai_core.explain.cladec.explain import DecodeResult, decode, reconstruct
+from xai_core.explain.cladec.explain import NAMES, DecodeResult, decode, reconstruct, rows_figure
 from xai_core.explain.cladec.train import train_decoder, train_decoders
 
 __all__ = [
-    "VARIANTS", "VARIANT_TITLES", "CladecConfig", "CladecEvaluation", "DecodeResult", "DecoderBundle",
+    "NAMES", "VARIANTS", "VARIANT_TITLES", "CladecConfig", "CladecEvaluation", "DecodeResult", "DecoderBundle",
     "DecoderConfig", "DecoderSet", "EvalConfig", "LayerDecoder", "decode", "decoder_file_name", "draw_excerpts",
     "evaluate_decoders", "layer_shapes", "load_decoder", "load_decoder_set", "reconstruct", "retrain_and_test",
-    "save_decoder", "train_decoder", "train_decoders",
+    "rows_figure", "save_decoder", "train_decoder", "train_decoders",
 ]

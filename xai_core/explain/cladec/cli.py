@@ -159,8 +159,7 @@ def _decode(args) -> int:
     from xai_core.assets import DemoPaths, ReferenceSet
     from xai_core.audio import load_audio, log_mel, mel_to_audio, write_wav
     from xai_core.audio.features import excerpt_at
-    from xai_core.explain.cladec import decode, load_decoder, load_decoder_set
-    from xai_core.viz import spectrogram_grid
+    from xai_core.explain.cladec import VARIANTS, decode, load_decoder, load_decoder_set, rows_figure
 
     _setup(args)
     clf = _classifier(args)
@@ -184,13 +183,10 @@ def _decode(args) -> int:
     res = decode(clf, decoders, x[None], device=args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    layers = list(dict.fromkeys(layer for layer, _ in res.keys))
+    variants = [v for v in VARIANTS if any(v == vv for _, vv in res.keys)]
+    rows_figure(res, layers, variants, cfg=clf.mel).savefig(out / "decoded.png", dpi=110)
     panels = [res.logmel[0]] + [res.recon[k][0] for k in res.keys]
-    titles = [f"input · p {float(res.prob_input[0]):.2f}"] + \
-        [f"{layer} {v} · p {float(res.prob[(layer, v)][0]):.2f} · MSE {float(res.mse[(layer, v)][0]):.2f}"
-         for layer, v in res.keys]
-    variants = len({v for _, v in res.keys}) or 1
-    fig = spectrogram_grid(torch.stack(panels).numpy(), titles, cfg=clf.mel, ncols=min(4, max(variants, 1) + 1))
-    fig.savefig(out / "decoded.png", dpi=110)
     with torch.no_grad():
         waves = mel_to_audio(torch.stack(panels), cfg=clf.mel, n_iter=args.gl_iters).numpy()
     gain_peak = max(float(abs(w).max()) for w in waves) or 1.0

@@ -17,6 +17,8 @@ from xai_core.explain.cladec.train import check_classifier
 from xai_core.models.hooks import forward_until, frozen
 from xai_core.train.loop import Progress
 
+NAMES = {"cladec": "ClaDec", "refae": "RefAE", "random": "random features"}
+
 
 @dataclass
 class DecodeResult:
@@ -119,3 +121,29 @@ def reconstruct(clf: nn.Module, decoder: DecoderBundle, xn: torch.Tensor, *, bat
 def _probs(clf: nn.Module, xn: torch.Tensor, batch: int) -> torch.Tensor:
     """p(vocal) ``(N,)`` on the CPU of normalised excerpts ``(N, T, M)``."""
     return torch.cat([torch.sigmoid(clf(xn[s:s + batch])).cpu() for s in range(0, xn.shape[0], batch)])
+
+
+def rows_figure(res: DecodeResult, layers: Sequence[str], variants: Sequence[str], *, cfg, index: int = 0):
+    """The page's and the CLI's figure of excerpt ``index``: one row per layer (shallow to deep) with the
+    input, each variant's reconstruction (p(vocal), MSE) and, with both, ClaDec - RefAE."""
+    from xai_core.viz import decoded_rows_figure
+
+    x = res.logmel[index].numpy()
+    diff = "cladec" in variants and "refae" in variants
+    rows, titles = [], []
+    for layer in layers:
+        r = [x] + [res.recon[(layer, v)][index].numpy() if (layer, v) in res.recon else None for v in variants]
+        t = [f"{layer} · input · p {float(res.prob_input[index]):.2f}"]
+        for v in variants:
+            k = (layer, v)
+            t.append(f"{NAMES[v]} · p {float(res.prob[k][index]):.2f} · MSE {float(res.mse[k][index]):.2f}"
+                     if k in res.recon else f"{NAMES[v]}: not trained")
+        if diff:
+            ok = (layer, "cladec") in res.recon and (layer, "refae") in res.recon
+            r.append(res.recon[(layer, "cladec")][index].numpy() - res.recon[(layer, "refae")][index].numpy()
+                     if ok else None)
+            t.append("ClaDec − RefAE")
+        rows.append(r)
+        titles.append(t)
+    ncols = len(rows[0]) if rows else 0
+    return decoded_rows_figure(rows, titles, cfg=cfg, diff_columns=[ncols - 1] if diff else [])
