@@ -95,3 +95,32 @@ def test_a_stored_evaluation_reopens_its_decoders(open_page, app_env, tiny_demo_
     _no_exception(at)
     assert at.title[0].value == "Decode a layer"
     assert at.selectbox(key="cladec_set").value == "demo decoders"
+
+
+def test_decode_page_trains_on_a_corpus_folder_and_names_a_missing_one(open_page, app_env, tmp_path):
+    from tests.train.test_cli import _write_corpus
+    from xai_core.store.jobs import get_manager
+
+    at = open_page("cladec")
+    at.radio(key="cladec_tr_data").set_value("corpus folder on the server").run()
+    at.text_input(key="cladec_tr_folder").set_value(str(tmp_path / "nowhere")).run()
+    at.button(key="cladec_train").click().run()
+    _no_exception(at)
+    assert any("nowhere" in e and "does not exist" in e for e in texts(at.error))
+    corpus = _write_corpus(tmp_path / "corpus")
+    at.text_input(key="cladec_tr_folder").set_value(str(corpus)).run()
+    at.multiselect(key="cladec_tr_layers").set_value(["conv4"]).run()
+    at.multiselect(key="cladec_tr_variants").set_value(["refae"]).run()
+    at.number_input(key="cladec_tr_steps").set_value(10).run()
+    at.text_input(key="cladec_tr_name").set_value("from corpus").run()
+    at.button(key="cladec_train").click().run()
+    _no_exception(at)
+    deadline = time.time() + 120
+    while get_manager().active("cladec") and time.time() < deadline:
+        time.sleep(0.2)
+    job = get_manager().latest("cladec")
+    assert job.state == "done", job.message
+    from xai_core.explain.cladec import load_decoder
+
+    b = load_decoder(app_env / "decoders" / "from-corpus" / "conv4_refae.safetensors", classifier=None)
+    assert b.metrics["steps"] == 10 and "train split of" in b.provenance["data"]
