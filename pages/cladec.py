@@ -22,12 +22,17 @@ if dset is not None:
                                       variants, clf, dset, chosen.logmel)
             cladec_view.show_rows(res, dset, variants, clf, label=chosen.label, gl_iters=display.PREVIEW_GL_ITERS)
     st.header("Does the claim hold? The retraining evaluation")
-    if dset.evaluation is None:
-        st.caption("No evaluation stored with these decoders: run `python -m xai_core cladec eval --decoders "
-                   f"{dset.folder} --data CORPUS` (it writes eval.json into the folder).")
-    else:
-        with display.errors_shown("Could not show the evaluation"):
-            cladec_view.show_evaluation(cladec_view.CladecEvaluation.from_dict(dset.evaluation), dset)
+    with display.errors_shown("Could not show the evaluation"):
+        ev, where = cladec_view.current_evaluation(dset)
+        if ev is None:
+            st.caption("No evaluation stored with these decoders: evaluate them on a corpus below, or run "
+                       f"`python -m xai_core cladec eval --decoders {dset.folder} --data CORPUS`.")
+        else:
+            st.caption(f"From {where}.")
+            cladec_view.show_evaluation(ev, dset)
+    with st.expander("Evaluate these decoders on a corpus folder"):
+        cladec_view.evaluation_form(clf, dset)
+    cladec_view.eval_job_panel()
 with st.expander("Train decoders for this classifier", expanded=dset is None):
     cladec_view.training_form(clf, ld.reference)
 cladec_view.job_panel()

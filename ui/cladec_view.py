@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,7 +16,7 @@ import torch
 from ui import display, state
 from xai_core.audio import wav_bytes_set
 from xai_core.checkpoints import Bundle
-from xai_core.errors import ParameterError
+from xai_core.errors import ParameterError, XaiError
 from xai_core.explain.cladec import (
     NAMES,
     VARIANTS,
@@ -23,17 +24,22 @@ from xai_core.explain.cladec import (
     CladecEvaluation,
     DecodeResult,
     DecoderSet,
+    EvalConfig,
     decode,
     decoder_file_name,
+    draw_excerpts,
+    evaluate_decoders,
     load_decoder_set,
     rows_figure,
     save_decoder,
     train_decoders,
 )
+from xai_core.fileio import atomic_write_bytes
 from xai_core.store.jobs import DONE, format_eta
 from xai_core.viz import depth_curve_figure
 
 JOB_KIND = "cladec"
+EVAL_JOB_KIND = "cladec-eval"
 
 
 def trained_root() -> Path:
@@ -247,3 +253,76 @@ def job_panel() -> None:
         st.rerun(scope="app")
     elif job.state != DONE:
         st.error(f"The last decoder training ended as {job.state}: {job.message}")
+
+
+def current_evaluation(dset: DecoderSet) -> tuple[CladecEvaluation | None, str]:
+    """The evaluation to show: a run of the store opened in this session for these decoders (reopened
+    on the Runs page, or just computed here), else the folder's eval.json; and where it comes from."""
+    rid = st.session_state.get("cladec_eval_run")
+    if rid:
+        try:
+            info = state.run_store().info(rid)
+            if Path(info["config"].get("decoders", "")) == dset.folder.resolve():
+                return state.run_store().load(rid), f"run `{rid}` of the run store"
+        except XaiError:
+            st.session_state.pop("cladec_eval_run", None)
+    if dset.evaluation is not None:
+        return CladecEvaluation.from_dict(dset.evaluation), f"`{dset.folder / 'eval.json'}`"
+    return None, ""
+
+
+def evaluation_form(clf: Bundle, dset: DecoderSet) -> None:
+    """Run the retraining evaluation of these decoders on a corpus folder, in the background."""
+    c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
+    folder = c1.text_input("Corpus folder (Jamendo layout: train and test splits)", key="cladec_ev_folder")
+    n_train = int(c2.number_input("Training excerpts", 64, 100_000, 4096, step=512, key="cladec_ev_ntrain"))
+    n_test = int(c3.number_input("Test excerpts", 64, 100_000, 2048, step=512, key="cladec_ev_ntest"))
+    steps = int(c4.number_input("Steps per classifier", 10, 100_000, 800, step=100, key="cladec_ev_steps",
+                                help="Each decoder's retrained classifier and the one on the originals train this "
+                                     "long (about 0.06 s per step for lite on 2 CPU cores)."))
+    mgr = state.job_manager()
+    if st.button("Evaluate in the background", key="cladec_eval", disabled=bool(mgr.active(EVAL_JOB_KIND))):
+        with display.errors_shown("Could not start the evaluation"):
+            if not folder or not os.path.isdir(folder):
+                raise ParameterError(f"corpus folder {folder!r} does not exist on the server")
+            cfg = EvalConfig(n_train=n_train, n_test=n_test, steps=steps)
+            decoders = dset.ordered()
+            writes_file = trained_root().resolve() in dset.folder.resolve().parents  # never the shipped demo
+
+            def target(progress, _folder=folder):
+                from xai_core.train.data import load_split
+
+                frames = clf.model.config.n_frames
+                train = draw_excerpts(load_split(_folder, "train"), cfg.n_train, seed=cfg.seed, frames=frames)
+                test = draw_excerpts(load_split(_folder, "test"), cfg.n_test, seed=cfg.seed + 1, frames=frames)
+                ev = evaluate_decoders(clf, decoders, train=train, test=test, config=cfg, device=state.DEVICE,
+                                       progress=progress, data_info={"data": _folder, "test_split": "test"})
+                if writes_file:
+                    atomic_write_bytes(dset.folder / "eval.json", json.dumps(ev.to_dict(), indent=1).encode())
+                return state.run_store().save_cladec_eval(ev, classifier=clf, decoders=dset.folder)
+
+            mgr.submit(EVAL_JOB_KIND, target, label=f"evaluation of {len(decoders)} decoders on {folder}",
+                       meta={"folder": str(dset.folder)})
+            st.rerun()
+
+
+@st.fragment(run_every=1.0)
+def eval_job_panel() -> None:
+    """Progress of the evaluation job; once done, this session shows its result."""
+    mgr = state.job_manager()
+    job = mgr.latest(EVAL_JOB_KIND)
+    if job is None:
+        return
+    if job.running:
+        st.session_state["cladec_eval_seen"] = job.id
+        st.progress(job.fraction, text=f"{job.label}: {job.fraction:.0%} · retraining on "
+                    f"{job.info.get('training', '…')} · {format_eta(job.eta_s)} left")
+        if st.button("Cancel the evaluation", key="cladec_eval_cancel", disabled=job.cancel_requested):
+            mgr.cancel(job.id)
+    elif st.session_state.get("cladec_eval_seen") == job.id:
+        st.session_state.pop("cladec_eval_seen")
+        if job.state == DONE:
+            st.session_state["cladec_eval_run"] = job.result
+        st.rerun(scope="app")
+    elif job.state != DONE:
+        st.error(f"The last evaluation ended as {job.state}: {job.message}")

@@ -37,6 +37,7 @@ def reopen(run_id: str) -> str:
         for label, path in decoder_sets().items():
             if path.resolve() == folder:
                 st.session_state["cladec_set_next"] = label
+        st.session_state["cladec_eval_run"] = run_id
         return "pages/cladec.py"
     if isinstance(res, AMResult):
         st.session_state["am_results"] = [res]

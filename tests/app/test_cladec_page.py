@@ -95,6 +95,7 @@ def test_a_stored_evaluation_reopens_its_decoders(open_page, app_env, tiny_demo_
     _no_exception(at)
     assert at.title[0].value == "Decode a layer"
     assert at.selectbox(key="cladec_set").value == "demo decoders"
+    assert any(c == f"From run `{rid}` of the run store." for c in texts(at.caption))
 
 
 def test_decode_page_trains_on_a_corpus_folder_and_names_a_missing_one(open_page, app_env, tmp_path):
@@ -124,3 +125,23 @@ def test_decode_page_trains_on_a_corpus_folder_and_names_a_missing_one(open_page
 
     b = load_decoder(app_env / "decoders" / "from-corpus" / "conv4_refae.safetensors", classifier=None)
     assert b.metrics["steps"] == 10 and "train split of" in b.provenance["data"]
+    # evaluate the new set on the same corpus in the background; the page then shows that run
+    at.run()
+    at.selectbox(key="cladec_set").set_value("trained: from-corpus").run()
+    at.text_input(key="cladec_ev_folder").set_value(str(corpus)).run()
+    at.number_input(key="cladec_ev_ntrain").set_value(64).run()
+    at.number_input(key="cladec_ev_ntest").set_value(64).run()
+    at.number_input(key="cladec_ev_steps").set_value(10).run()
+    at.button(key="cladec_eval").click().run()
+    _no_exception(at)
+    deadline = time.time() + 120
+    while get_manager().active("cladec-eval") and time.time() < deadline:
+        time.sleep(0.2)
+    job = get_manager().latest("cladec-eval")
+    assert job.state == "done", job.message
+    at.session_state["cladec_eval_run"] = job.result  # what the job panel's fragment sets on its next tick
+    at.run()
+    _no_exception(at)
+    assert any(c.startswith("From run `cladec-") for c in texts(at.caption))
+    assert list(at.dataframe[0].value["layer"]) == ["input", "input", "conv4"]
+    assert (app_env / "decoders" / "from-corpus" / "eval.json").is_file()
