@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from xai_core.errors import ParameterError
@@ -21,3 +24,16 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ParameterError(f"device {str(device)!r} requested but CUDA is not available")
     return dev
+
+
+@contextmanager
+def out_of_memory_as_error(what: str, hint: str) -> Iterator[None]:
+    """Turn a device out-of-memory error inside the block into a :class:`ParameterError` that says what
+    ran out and what to change (``hint``), after freeing the allocator's cache; the caller's state
+    (stored files, loaded models) is left as it was."""
+    try:
+        yield
+    except torch.OutOfMemoryError as exc:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        raise ParameterError(f"{what} ran out of device memory; {hint}") from exc

@@ -343,3 +343,21 @@ def test_evaluate_decoders_reconstructs_each_split_and_reports_every_row(monkeyp
     again = type(res).from_dict(json.loads(json.dumps(res.to_dict())))
     assert again.rows == res.rows and again.original == res.original
     assert "retrained" in res.format()
+
+
+def test_out_of_device_memory_is_a_clear_error(monkeypatch):
+    clf = _classifier()
+    b = train_decoder(clf, _data(), CladecConfig(layer="fc2", steps=1, batch_size=4), device="cpu")
+
+    def oom(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(b.decoder, "forward", oom)
+    with pytest.raises(ParameterError, match="decoding 2 excerpts ran out of device memory"):
+        decode(clf, [b], _data(2)[0], device="cpu")
+    import xai_core.explain.cladec.train as tr
+
+    monkeypatch.setattr(tr.LayerDecoder, "forward", oom)
+    with pytest.raises(ParameterError, match="fc2 .*batch 8.* ran out of device memory; lower the batch size"):
+        train_decoder(clf, _data(), CladecConfig(layer="fc2", steps=2, batch_size=8), device="cpu")
+    assert count_hooks(clf.model) == 0 and not clf.model.training

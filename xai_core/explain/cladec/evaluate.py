@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from xai_core.checkpoints import Bundle
-from xai_core.device import resolve_device
+from xai_core.device import out_of_memory_as_error, resolve_device
 from xai_core.errors import ParameterError
 from xai_core.explain.cladec.bundle import DecoderBundle
 from xai_core.explain.cladec.config import EvalConfig
@@ -222,7 +222,8 @@ def evaluate_decoders(classifier: Bundle, decoders: Sequence[DecoderBundle], *,
             return None if progress is None else progress(base + d, total, {**info, "training": label})
         return prog
 
-    with frozen(classifier.model, dev) as clf:
+    with frozen(classifier.model, dev) as clf, out_of_memory_as_error(
+            "the retraining evaluation", "lower n_train / n_test or the batch size, or evaluate on the CPU"):
         orig_logits = _logits(clf, xte)  # (N,)
         original = scores(orig_logits, yte)
         retrained_input = retrain_and_test(arch, xtr, ytr, xte, yte, config, device=dev, progress=sub("input"))

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from xai_core.checkpoints import Bundle
-from xai_core.device import resolve_device
+from xai_core.device import out_of_memory_as_error, resolve_device
 from xai_core.errors import CancelledError, ParameterError
 from xai_core.explain.cladec.bundle import DecoderBundle
 from xai_core.explain.cladec.train import check_classifier
@@ -79,7 +79,8 @@ def decode(classifier: Bundle, decoders: Sequence[DecoderBundle], logmel: torch.
     norm = classifier.normaliser
     x = logmel.to(dev, torch.float32)
 
-    with frozen(classifier.model, dev) as clf:
+    with frozen(classifier.model, dev) as clf, out_of_memory_as_error(
+            f"decoding {x.shape[0]} excerpts", "lower the batch or decode on the CPU (device 'cpu')"):
         prob_in = _probs(clf, norm.apply(x), batch)  # (B,)
         out = DecodeResult(logmel=logmel.detach().float().cpu(), prob_input=prob_in)
         for k, d in enumerate(decoders):

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from xai_core.assets import ReferenceSet
 from xai_core.checkpoints import Bundle, default_provenance
-from xai_core.device import resolve_device
+from xai_core.device import out_of_memory_as_error, resolve_device
 from xai_core.errors import CheckpointError, DataError, ParameterError
 from xai_core.explain.cladec.bundle import DecoderBundle
 from xai_core.explain.cladec.config import CladecConfig
@@ -179,10 +179,14 @@ def train_decoder(classifier: Bundle, data, config: CladecConfig, *, device: str
                 "seconds": seconds + time.perf_counter() - t0})
 
         decoder.train()
+        oom = out_of_memory_as_error(
+            f"training the {config.variant} decoder of {config.layer} (batch {config.batch_size})",
+            "lower the batch size or train on the CPU (device 'cpu'); the last checkpoint is kept")
         try:
-            result = run_loop(step, total=config.steps, start=start, progress=progress, history=history,
-                              on_checkpoint=save, checkpoint_every=config.checkpoint_every,
-                              info={"layer": config.layer, "variant": config.variant})
+            with oom:
+                result = run_loop(step, total=config.steps, start=start, progress=progress, history=history,
+                                  on_checkpoint=save, checkpoint_every=config.checkpoint_every,
+                                  info={"layer": config.layer, "variant": config.variant})
         finally:
             decoder.eval()
     seconds += time.perf_counter() - t0
