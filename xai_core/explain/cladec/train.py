@@ -118,8 +118,9 @@ def train_decoder(classifier: Bundle, data, config: CladecConfig, *, device: str
     start, history, seconds = 0, [], 0.0
     if resume and ckpt is not None and ckpt.is_file():
         state = load_checkpoint(ckpt)
-        saved = {k: v for k, v in dict(state.get("config", {})).items() if k != "steps"}
-        mine = {k: v for k, v in config.to_dict().items() if k != "steps"}
+        free = ("steps", "checkpoint_every")  # the budget and the checkpoint interval may change on resume
+        saved = {k: v for k, v in dict(state.get("config", {})).items() if k not in free}
+        mine = {k: v for k, v in config.to_dict().items() if k not in free}
         if saved != mine or state.get("classifier") != classifier.identity:
             raise CheckpointError(f"{ckpt}: was written for other settings or another classifier; start afresh "
                                   "without resume or use the same settings")
