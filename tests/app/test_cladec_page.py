@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.app.conftest import texts
-from tests.app.test_pages import _no_exception, _wav
+from tests.app.test_pages import _no_exception, _wait_job, _wav
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +46,6 @@ def test_decode_page_rows_audio_evaluation_and_errors(open_page):
 
 
 def test_decode_page_trains_decoders_in_the_background(open_page, app_env):
-    from xai_core.store.jobs import get_manager
 
     at = open_page("cladec")
     at.multiselect(key="cladec_tr_layers").set_value(["fc2"]).run()
@@ -57,10 +54,7 @@ def test_decode_page_trains_decoders_in_the_background(open_page, app_env):
     at.text_input(key="cladec_tr_name").set_value("my set").run()
     at.button(key="cladec_train").click().run()
     _no_exception(at)
-    deadline = time.time() + 120
-    while get_manager().active("cladec") and time.time() < deadline:
-        time.sleep(0.2)
-    job = get_manager().latest("cladec")
+    job = _wait_job(kind="cladec")
     assert job.state == "done", job.message
     assert sorted(p.name for p in (app_env / "decoders" / "my-set").glob("*.safetensors")) == [
         "fc2_cladec.safetensors", "fc2_refae.safetensors"]
@@ -100,7 +94,6 @@ def test_a_stored_evaluation_reopens_its_decoders(open_page, app_env, tiny_demo_
 
 def test_decode_page_trains_on_a_corpus_folder_and_names_a_missing_one(open_page, app_env, tmp_path):
     from tests.train.test_cli import _write_corpus
-    from xai_core.store.jobs import get_manager
 
     at = open_page("cladec")
     at.radio(key="cladec_tr_data").set_value("corpus folder on the server").run()
@@ -116,10 +109,7 @@ def test_decode_page_trains_on_a_corpus_folder_and_names_a_missing_one(open_page
     at.text_input(key="cladec_tr_name").set_value("from corpus").run()
     at.button(key="cladec_train").click().run()
     _no_exception(at)
-    deadline = time.time() + 120
-    while get_manager().active("cladec") and time.time() < deadline:
-        time.sleep(0.2)
-    job = get_manager().latest("cladec")
+    job = _wait_job(kind="cladec")
     assert job.state == "done", job.message
     from xai_core.explain.cladec import load_decoder
 
@@ -134,10 +124,7 @@ def test_decode_page_trains_on_a_corpus_folder_and_names_a_missing_one(open_page
     at.number_input(key="cladec_ev_steps").set_value(10).run()
     at.button(key="cladec_eval").click().run()
     _no_exception(at)
-    deadline = time.time() + 120
-    while get_manager().active("cladec-eval") and time.time() < deadline:
-        time.sleep(0.2)
-    job = get_manager().latest("cladec-eval")
+    job = _wait_job(kind="cladec-eval")
     assert job.state == "done", job.message
     at.session_state["cladec_eval_run"] = job.result  # what the job panel's fragment sets on its next tick
     at.run()

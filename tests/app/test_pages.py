@@ -112,13 +112,13 @@ def _small_grid(at):
     at.number_input(key="grid_nref").set_value(4).run()
 
 
-def _wait_job(timeout=120):
+def _wait_job(timeout=120, kind="grid"):
     from xai_core.store.jobs import get_manager
 
     deadline = time.time() + timeout
-    while get_manager().active("grid") and time.time() < deadline:
+    while get_manager().active(kind) and time.time() < deadline:
         time.sleep(0.2)
-    return get_manager().latest("grid")
+    return get_manager().latest(kind)
 
 
 def test_fid_grid_page_background_job_heatmaps_listen_and_runs(open_page, app_env):
