@@ -27,6 +27,12 @@
 #      the shipped classifier, trained on the corpus's train split, and the retraining evaluation
 #      (fresh classifiers on reconstructions of the train split, tested on the test split)
 #      -> OUT/cladec/*.safetensors (float16) and OUT/cladec/eval.json
+#   7. neuron consistency: a concept-tagged set of 256 random excerpts of the corpus's test split (silence
+#      excluded), the shipped classifier fine-tuned with plain adversarial training (mu 0) and with the
+#      consistent loss (mu 1 on fc2), PGD at 1 dB, ROBUST_STEPS steps each, and the comparison of the three
+#      (clean / robust error, consistency real vs adversarial, success rate against epsilon)
+#      -> OUT/concepts.safetensors, OUT/robust/{adversarial,consistent}.safetensors (float16), OUT/robust/eval.json
+#      ONLY=robust runs just this stage (like ONLY=cladec); ROBUST_STEPS (default 1000, about 11 min per model).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -43,9 +49,12 @@ RENDERINGS=${RENDERINGS:-3}  # renderings of the Frets on Fire training songs (s
 GAN_STEPS=${GAN_STEPS:-9000}
 CLADEC_STEPS=${CLADEC_STEPS:-1000}  # steps per decoder (12 decoders; about 2 min each on 2 cores)
 CLADEC_EVAL_STEPS=${CLADEC_EVAL_STEPS:-600}  # steps per retrained evaluation classifier (13 of them; 800 made the stage 45.4 min)
+ROBUST_STEPS=${ROBUST_STEPS:-1000}  # fine-tuning steps per robust classifier (about 0.65 s each on 2 cores)
 ONLY=${ONLY:-}
-if [[ -n "$ONLY" && "$ONLY" != cladec ]]; then echo "ONLY=$ONLY: only ONLY=cladec exists" >&2; exit 1; fi
-if [[ "$ONLY" == cladec ]]; then RESUME=1; fi
+if [[ -n "$ONLY" && "$ONLY" != cladec && "$ONLY" != robust ]]; then
+  echo "ONLY=$ONLY: only ONLY=cladec and ONLY=robust exist" >&2; exit 1
+fi
+if [[ -n "$ONLY" ]]; then RESUME=1; fi
 CACHE=${CACHE:-$WORK/feature_cache}
 SEED=0
 export OMP_NUM_THREADS=$THREADS OMP_WAIT_POLICY=PASSIVE PYTHONHASHSEED=0
@@ -105,9 +114,35 @@ cladec_stages() {  # the ClaDec decoders of the classifier in OUT, and their eva
   rm -f "$OUT"/cladec/*.safetensors
   cp "$WORK"/cladec/*.safetensors "$WORK/cladec/eval.json" "$OUT/cladec/"
 }
-if [[ "$ONLY" == cladec ]]; then
-  if [[ ! -f "$OUT/classifier.safetensors" ]]; then echo "ONLY=cladec needs $OUT/classifier.safetensors" >&2; exit 1; fi
-  cladec_stages
+robust_stages() {  # the concept set, two robust fine-tunings of the classifier in OUT, their comparison
+  stage concepts "$WORK/concepts.safetensors" \
+    $X consistency concept-set --data "$WORK/corpus" --split test --n 256 --seed $SEED \
+      --classifier "$OUT/classifier.safetensors" --out "$WORK/concepts.safetensors" --threads "$THREADS" \
+      --cache-dir "$CACHE"
+  mkdir -p "$WORK/robust"
+  local name mu
+  for name in adversarial consistent; do
+    mu=0; [[ $name == consistent ]] && mu=1
+    stage "robust_$name" "$WORK/robust/$name.safetensors" \
+      $X train robust --classifier "$OUT/classifier.safetensors" --data "$WORK/corpus" --mu $mu --layer fc2 \
+        --eps-db 1 --attack-steps 3 --steps "$ROBUST_STEPS" --batch-size 32 --lr 1e-4 --seed $SEED \
+        --checkpoint "$WORK/robust/$name.ckpt.pt" --resume --n-test 256 --concepts "$WORK/concepts.safetensors" \
+        --float16 --out "$WORK/robust/$name.safetensors" --threads "$THREADS" --cache-dir "$CACHE"
+  done
+  stage robust_report "$WORK/robust/eval.json" \
+    $X consistency report --classifiers "original=$OUT/classifier.safetensors" \
+      "adversarial=$WORK/robust/adversarial.safetensors" "consistent=$WORK/robust/consistent.safetensors" \
+      --data "$WORK/corpus" --concepts "$WORK/concepts.safetensors" --n-test 256 --eps 1,2 \
+      --curve 0.25,0.5,1,2,4 --seed $SEED --json "$WORK/robust/eval.json" --threads "$THREADS" --cache-dir "$CACHE"
+  mkdir -p "$OUT/robust"
+  rm -f "$OUT"/robust/*.safetensors
+  cp "$WORK/robust/adversarial.safetensors" "$WORK/robust/consistent.safetensors" "$WORK/robust/eval.json" \
+    "$OUT/robust/"
+  cp "$WORK/concepts.safetensors" "$OUT/concepts.safetensors"
+}
+if [[ -n "$ONLY" ]]; then
+  if [[ ! -f "$OUT/classifier.safetensors" ]]; then echo "ONLY=$ONLY needs $OUT/classifier.safetensors" >&2; exit 1; fi
+  if [[ "$ONLY" == cladec ]]; then cladec_stages; else robust_stages; fi
   du -sh "$OUT"
   exit 0
 fi
@@ -162,6 +197,7 @@ rm -f "$OUT"/samples_*.wav  # the report writes samples.png and samples_*.wav of
 $X eval classifier "$OUT/classifier.safetensors" --data "$WORK/heldout" --split test --threshold bundle \
   --key heldout_test "${COMMON[@]}" > "$WORK/eval_heldout_fp16.txt"
 cladec_stages
+robust_stages
 $X train report --classifier "$WORK/classifier.safetensors" --generator "$WORK/generator.safetensors" \
   --assets "$OUT" --heldout "$WORK/heldout" --timings "$TIMES" "${COMMON[@]}"
 du -sh "$OUT"

@@ -24,6 +24,8 @@ CLASSIFIER_FILE = "classifier.safetensors"
 GENERATOR_FILE = "generator.safetensors"
 REFERENCE_FILE = "reference.safetensors"
 CLADEC_DIR = "cladec"  # ClaDec / RefAE / random-feature decoders of the demo classifier, and eval.json
+CONCEPTS_FILE = "concepts.safetensors"  # a concept-tagged excerpt set (neuron consistency)
+ROBUST_DIR = "robust"  # adversarially trained classifiers (plain, consistent loss) and their eval.json
 
 
 def demo_dir() -> Path:
@@ -37,11 +39,14 @@ class DemoPaths:
     generator: Path
     reference: Path
     cladec: Path | None = None  # folder of decoder bundles
+    concepts: Path | None = None  # concept-tagged excerpt set
+    robust: Path | None = None  # folder of robust classifier bundles
 
     @classmethod
     def at(cls, root: str | Path | None = None) -> DemoPaths:
         root = Path(root) if root is not None else demo_dir()
-        return cls(root / CLASSIFIER_FILE, root / GENERATOR_FILE, root / REFERENCE_FILE, root / CLADEC_DIR)
+        return cls(root / CLASSIFIER_FILE, root / GENERATOR_FILE, root / REFERENCE_FILE, root / CLADEC_DIR,
+                   root / CONCEPTS_FILE, root / ROBUST_DIR)
 
     def missing(self) -> list[Path]:
         return [p for p in (self.classifier, self.generator, self.reference) if not p.is_file()]

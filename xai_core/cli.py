@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "xai_core.store.cli",
     "xai_core.train.cli",
     "xai_core.explain.cladec.cli",
+    "xai_core.explain.consistency.cli",
 )
 
 

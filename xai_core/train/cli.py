@@ -98,7 +98,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub) -> None:
-    tr = sub.add_parser("train", help="train the classifier or the spectrogram GAN; build a reference set")
+    tr = sub.add_parser("train", help="train the classifier, the spectrogram GAN or a robust classifier; build a reference set")
     tsub = tr.add_subparsers(dest="train_command", metavar="WHAT", required=True)
 
     c = tsub.add_parser("classifier", help="train an SVDNet singing-voice detector (paper recipe)")
@@ -191,6 +191,12 @@ def register(sub) -> None:
     r.add_argument("--seed", type=int, default=0)
     _common(r)
     r.set_defaults(func=_reference, _parser=r, _words=["train", "reference"])
+
+    # ``train robust`` (consistent-loss adversarial training) lives with its method; the CLI is glue, so this
+    # one import upwards is the price of keeping every trainer under ``train``
+    from xai_core.explain.consistency.cli import register_train
+
+    register_train(tsub)
 
     x = tsub.add_parser("export", help="copy a bundle, optionally with float16 weights")
     x.add_argument("bundle", type=Path)
