@@ -17,6 +17,7 @@ PAGES = [
     st.Page("pages/fid_grid.py", title="FID grid", icon=":material/grid_on:", url_path="fid-grid"),
     st.Page("pages/listen.py", title="Listen & compare", icon=":material/headphones:", url_path="listen"),
     st.Page("pages/cladec.py", title="Decode a layer", icon=":material/layers:", url_path="decode-layer"),
+    st.Page("pages/consistency.py", title="Neuron consistency", icon=":material/hub:", url_path="consistency"),
     st.Page("pages/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
 ]
 

@@ -86,6 +86,11 @@ def _load_reference(path: str, mtime: float) -> ReferenceSet:
     return ReferenceSet.load(path)
 
 
+def load_classifier_file(path: str | Path) -> Bundle:
+    """A classifier bundle from a file on the server (process cache, reloaded when the file changes)."""
+    return _load_path(str(path), _mtime(str(path)), "classifier", DEVICE)
+
+
 def load_source(src: Source, *, data: bytes | None = None, norm_from: str = "") -> Bundle | ReferenceSet:
     """Load (or fetch from the process cache) what ``src`` designates. Raises XaiError."""
     if src.role == "reference":

@@ -42,3 +42,12 @@ CLADEC = (
     "the floor: a good-looking reconstruction from random features says nothing about the classifier. "
     "Below, the paper's test: classifiers retrained on the reconstructions, tested on unseen songs."
 )
+CONSISTENCY = (
+    "**Neuron consistency** (Dong, Bao, Su & Zhu, *Towards Interpretable Deep Neural Networks by Leveraging "
+    "Adversarial Examples*, 2019): a unit is interpretable when the inputs that activate it most share a "
+    "concept, consis = pᵀAp over the concepts of its top-k inputs. On **adversarial** inputs (tiny changes, "
+    "bounded in dB, that flip the detector) the same units fire for mixed concepts: the paper's claim is that "
+    "consistency drops, and that adversarial training with a **consistent loss** (pulling the features of x and "
+    "x_adv together) keeps units consistent. Attack an excerpt and listen, compare consistency across depth, "
+    "inspect one unit, or train a robust classifier."
+)

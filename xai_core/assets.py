@@ -156,7 +156,40 @@ def make_tiny_demo(root: str | Path, *, seed: int = 0, n_reference: int = 24) ->
                        {"note": "random test excerpts"})
     ref.save(paths.reference)
     _tiny_decoders(paths, ref)
+    _tiny_consistency(paths, ref)
     return paths
+
+
+def _tiny_consistency(paths: DemoPaths, ref: ReferenceSet) -> None:
+    """A tagged concept set, two robust classifiers (2 steps each) and their comparison (test fixtures)."""
+    import json
+
+    from xai_core.checkpoints import load_bundle, save_bundle
+    from xai_core.explain.consistency import AttackConfig, ConsistencyConfig, RobustConfig
+    from xai_core.explain.consistency.data import compare_classifiers
+    from xai_core.explain.consistency.robust import train_robust
+
+    n = len(ref)
+    vocal = [float(v) > 0.5 for v in ref.labels]
+    tags = {"singer_family": ["formant" if v else "none" for v in vocal],
+            "instrument": ["pad" if i % 2 else "none" for i in range(n)],
+            "backing_song": [f"song{i % 3}" for i in range(n)]}
+    concepts = ReferenceSet(ref.logmel, ref.labels, list(ref.sources), ref.mel,
+                            {"note": "random test excerpts with made-up tags"}, tags)
+    concepts.save(paths.concepts)
+    clf = load_bundle(paths.classifier, expected_kind="classifier")
+    paths.robust.mkdir(parents=True, exist_ok=True)
+    models = {"original": clf}
+    for name, mu in (("adversarial", 0.0), ("consistent", 1.0)):
+        b = train_robust(clf, (ref.logmel, ref.labels), RobustConfig(mu=mu, steps=2, batch_size=4), device="cpu",
+                         provenance={"note": "tiny test fixture: 2 steps"})
+        save_bundle(paths.robust / f"{name}.safetensors", model=b.model, kind="classifier", mel=b.mel,
+                    normaliser=b.normaliser, preset=b.preset, provenance=b.provenance, metrics=b.metrics)
+        models[name] = load_bundle(paths.robust / f"{name}.safetensors", expected_kind="classifier")
+    ev = compare_classifiers(models, test=(ref.logmel, ref.labels), concept_set_=concepts, eps_db=(1.0, 2.0),
+                             curve_eps_db=(0.5, 1.0), consistency=ConsistencyConfig(k=3),
+                             attack_config=AttackConfig(steps=2), device="cpu")
+    (paths.robust / "eval.json").write_text(json.dumps(ev, indent=1))
 
 
 def _tiny_decoders(paths: DemoPaths, ref: ReferenceSet) -> None:

@@ -120,7 +120,7 @@ def test_pages_in_a_real_browser(server):
             page.get_by_role("heading", name="Models").first.wait_for()
             _settle(page)
             nav = page.locator('[data-testid="stSidebarNav"] a')
-            assert nav.count() == 6, [nav.nth(i).inner_text() for i in range(nav.count())]
+            assert nav.count() == 7, [nav.nth(i).inner_text() for i in range(nav.count())]
             page.locator("audio").first.wait_for()
             _settle(page)
             page.screenshot(path=str(ARTIFACTS / "1_models.png"), full_page=True)
@@ -189,6 +189,23 @@ def test_pages_in_a_real_browser(server):
                 "a => a.play().then(() => new Promise(r => setTimeout(() => r(a.currentTime), 700)))")
             assert played > 0, "the ClaDec reconstruction did not play"
             page.screenshot(path=str(ARTIFACTS / "7_decode_layer.png"), full_page=True)
+            for bad in ("Traceback", "DeltaGenerator"):
+                assert page.get_by_text(bad).count() == 0
+
+            page.goto(server + "/consistency")
+            page.get_by_role("heading", name="Neuron consistency").first.wait_for()
+            _wait_for(page, page.get_by_text("Can you hear the attack?"), log, "Neuron consistency: the attack")
+            _settle(page)
+            assert page.locator("audio").count() == 2  # the excerpt and its adversarial version
+            played = page.locator("audio").nth(1).evaluate(
+                "a => a.play().then(() => new Promise(r => setTimeout(() => r(a.currentTime), 700)))")
+            assert played > 0, "the adversarial excerpt did not play"
+            page.get_by_role("tab", name="Consistency across depth").click()
+            page.get_by_text("Score every unit").click()
+            _wait_for(page, page.get_by_text("chance level"), log, "Consistency across depth")
+            _settle(page)
+            assert page.locator(".js-plotly-plot").count() >= 1
+            page.screenshot(path=str(ARTIFACTS / "8_consistency.png"), full_page=True)
             for bad in ("Traceback", "DeltaGenerator"):
                 assert page.get_by_text(bad).count() == 0
         except Exception:

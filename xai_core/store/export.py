@@ -55,6 +55,15 @@ def export_result(result: AMResult | GridResult, out: Path, *, run_id: str, wav:
                   griffin_lim_iter: int = 100) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
+    if hasattr(result, "topk_real"):  # a consistency run: the per-unit table and the summary
+        import json
+
+        from xai_core.fileio import atomic_write_bytes
+
+        files.append(atomic_write_bytes(out / "consistency_units.csv", result.csv().encode()))
+        files.append(atomic_write_bytes(out / "consistency_summary.json",
+                                        json.dumps(result.summary(), indent=1).encode()))
+        return files
     if hasattr(result, "claim"):  # a ClaDec evaluation: its table
         import json
 

@@ -5,6 +5,8 @@ Layout under ``root`` (default ``$XAI_RUNS_DIR`` or ``./runs``)::
     runs.sqlite                      runs, grid parts, per-example numbers, FID tables
     <run id>/am.safetensors          an AM run's arrays (z, scores, traces, log-mel)
     <run id>/part-<dir>-<lr>-<lam>.safetensors   one finished grid group (all iteration counts)
+    <run id>/eval.json               a ClaDec evaluation
+    <run id>/consistency.safetensors a neuron-consistency result (scores, top-k, excerpts, adversarial versions)
 
 Atomicity: array files are written to a temporary name and renamed; their database rows are
 inserted afterwards in one transaction. A run is marked ``complete`` only in the transaction that
@@ -258,13 +260,48 @@ class RunStore:
                          json.dumps(None), None, evaluation.seconds, None))
         return run_id
 
+    # ---- neuron consistency ---------------------------------------------------------------------
+    def save_consistency(self, result, *, classifier, excerpts: str = "", name: str | None = None,
+                         seconds: float | None = None) -> str:
+        """Persist a :class:`~xai_core.explain.consistency.ConsistencyResult` (``excerpts``: where the
+        excerpt set came from, for the table)."""
+        from xai_core.explain.consistency.serial import save_result
+
+        run_id = self._new_id("consistency")
+        folder = self.root / run_id
+        folder.mkdir(parents=True)
+        save_result(folder / "consistency.safetensors", result)
+        s = result.summary()
+        config = {**result.config.to_dict(), "excerpts": excerpts,
+                  "attack": result.attack.config.to_dict() if result.attack is not None else None}
+        deepest = [layer for layer in result.layers if layer != "logit"][-1:] or list(result.layers)[-1:]
+        summary = {"concept": s["concept"], "k": s["k"], "n": s["n"], "chance": round(s["chance"], 4)}
+        for layer in deepest:
+            row = s["layers"][layer]
+            summary[f"{layer}_real"] = round(row["real_mean"], 4)
+            if "adv_mean" in row:
+                summary[f"{layer}_adv"] = round(row["adv_mean"], 4)
+        if "attack" in s:
+            summary["success_rate"] = round(s["attack"]["success_rate"], 4)
+        with closing(self._connect()) as con, con:
+            con.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (run_id, "consistency", time.strftime("%Y-%m-%d %H:%M:%S"), "complete", name,
+                         json.dumps(config), json.dumps(summary), json.dumps(_model_info(classifier)),
+                         json.dumps(None), None, seconds, None))
+        return run_id
+
     def load(self, run_id: str):
         """An AM run as :class:`AMResult`; a grid as :class:`GridResult` (``status`` says if complete);
-        a ClaDec evaluation as :class:`~xai_core.explain.cladec.CladecEvaluation`."""
+        a ClaDec evaluation as :class:`~xai_core.explain.cladec.CladecEvaluation`; a consistency run as
+        :class:`~xai_core.explain.consistency.ConsistencyResult`."""
         from safetensors import safe_open
         from safetensors.torch import load_file
 
         row = self._row(run_id)
+        if row["kind"] == "consistency":
+            from xai_core.explain.consistency.serial import load_result
+
+            return load_result(self.root / run_id / "consistency.safetensors")
         if row["kind"] == "cladec":
             from xai_core.explain.cladec import CladecEvaluation
 
