@@ -62,6 +62,10 @@ def test_attack_writes_excerpts_json_wavs_and_the_success_curve(tmp_path, tiny_d
     assert table["attack"]["n"] == 4 and table["attack"]["max_abs_change_db"] <= 2.0 + 1e-3
     assert [r["eps_db"] for r in table["curve"]] == [0.5, 2.0]
     assert [e["source"] for e in table["excerpts"]] == adv.sources
+    # the WAV'd excerpts were analysed again (does the attack survive resynthesis?), the others not
+    with_wav = [e for e in table["excerpts"] if "p_after_resynthesised" in e]
+    assert len(with_wav) == 1 and 0.0 <= with_wav[0]["p_after_resynthesised"] <= 1.0
+    assert "survive_resynthesis" in table["attack"]
     rows = list(csv.DictReader((out / "success.csv").open()))
     assert [r["eps_db"] for r in rows] == ["0.5", "2"]
     assert set(rows[0]) == {"eps_db", "success_rate", "error_before", "error_after", "mean_abs_change_db"}
@@ -90,8 +94,18 @@ def test_consistency_score_writes_one_row_per_unit(tmp_path, tiny_demo_dir, caps
     units = _units(clf)
     assert main(["consistency", "score", "--classifier", str(clf), "--concepts", str(concepts), "--k", "3",
                  "--steps", "2", "--eps-db", "2", "--csv", str(tmp_path / "c.csv"), "--json", str(tmp_path / "c.json"),
-                 *CPU]) == 0
+                 "--runs-dir", str(tmp_path / "runs"), *CPU]) == 0
     text = capsys.readouterr().out
+    # recorded in the run store: it reloads as the same result
+    from xai_core.store import RunStore
+
+    store = RunStore(tmp_path / "runs")
+    (run,) = store.list_runs(kind="consistency")
+    assert run["id"] in text and run["summary"]["k"] == 3 and "fc2_real" in run["summary"]
+    back = store.load(run["id"])
+    assert back.summary()["layers"] == json.loads((tmp_path / "c.json").read_text())["summary"]["layers"]
+    files = store.export(run["id"], tmp_path / "export")
+    assert sorted(f.name for f in files) == ["consistency_summary.json", "consistency_units.csv"]
     assert "consistency (graded, k=3, mean over conv maps)" in text and "adversarial inputs: PGD, eps 2 dB" in text
     assert all(layer in text for layer in SVDNet.layer_names)
     rows = list(csv.DictReader((tmp_path / "c.csv").open()))
@@ -108,7 +122,7 @@ def test_consistency_score_writes_one_row_per_unit(tmp_path, tiny_demo_dir, caps
     # real inputs only, a tag of an untagged set, some layers
     assert main(["consistency", "score", "--classifier", str(clf), "--concepts",
                  str(tiny_demo_dir / "reference.safetensors"), "--k", "2", "--concept", "vocal", "--layers", "fc2,logit",
-                 "--reduce", "max", "--no-attack", "--json", str(tmp_path / "v.json"), *CPU]) == 0
+                 "--reduce", "max", "--no-attack", "--json", str(tmp_path / "v.json"), "--no-store", *CPU]) == 0
     doc = json.loads((tmp_path / "v.json").read_text())
     assert list(doc["summary"]["layers"]) == ["fc2", "logit"] and "attack" not in doc["summary"]
     assert len(doc["units"]) == units["fc2"] + 1 and "consistency_adv" not in doc["units"][0]

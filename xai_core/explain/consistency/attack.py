@@ -9,8 +9,10 @@ sums to one, so a band cannot exceed the largest STFT bin, which cannot exceed t
 A value already outside that range (a generated example) is never pushed further out.
 
 The decision is the classifier's own: ``p(vocal) > threshold`` with the threshold tuned on validation
-when the bundle records one (else 0.5); the attack's loss is the binary cross-entropy of the logit
-shifted by ``logit(threshold)``, so "crossing the boundary" means what the detector reports.
+when the bundle records one (else 0.5); success means crossing that boundary, which is what the
+detector reports. (The attack's loss is the cross-entropy of the logit shifted by ``logit(threshold)``;
+its gradient with respect to the logit, ``sigmoid(z - b) - y``, has the same sign for any ``b`` when ``y``
+is 0 or 1, so the sign steps of FGSM and PGD do not depend on the threshold: only the success does.)
 
 Why our own code rather than an attack library: torchattacks (the well-kept choice) clamps inputs to
 [0, 1] images, takes one scalar epsilon and needs torchvision, which does not import beside this

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 from xai_core.errors import ParameterError
@@ -119,6 +120,7 @@ def _attack(args) -> int:
     from xai_core.audio import load_audio, log_mel, mel_to_audio, write_wav
     from xai_core.audio.features import excerpt_at
     from xai_core.explain.consistency import attack, success_curve
+    from xai_core.explain.consistency.listen import reanalysed_logits
 
     _setup(args)
     clf = _classifier(args.classifier)
@@ -152,6 +154,7 @@ def _attack(args) -> int:
                         "logits_after": [round(float(v), 4) for v in res.logit_adv]}, tags)
     adv.save(out / "adversarial.safetensors", dtype=torch.float32)
     n_wav = min(args.wavs, len(sources))
+    resynth: dict[int, tuple[float, float]] = {}
     if n_wav:
         panels = torch.cat([res.logmel[:n_wav], res.adversarial[:n_wav]])  # (2n, T, M)
         with torch.no_grad():
@@ -160,10 +163,21 @@ def _attack(args) -> int:
         for i in range(n_wav):
             write_wav(out / f"{i:03d}_original.wav", waves[i], sample_rate=clf.mel.sample_rate, peak=peak)
             write_wav(out / f"{i:03d}_adversarial.wav", waves[n_wav + i], sample_rate=clf.mel.sample_rate, peak=peak)
-    table = {"attack": s, "curve": curve,
-             "excerpts": [{"source": src, "label": float(res.labels[i]), "p_before": float(res.prob[i]),
-                           "p_after": float(res.prob_adv[i]), "success": bool(res.success[i])}
-                          for i, src in enumerate(sources)]}
+        q = torch.sigmoid(reanalysed_logits(clf, waves, device=args.device))  # (2n,) p(vocal) of the WAVs
+        resynth = {i: (float(q[i]), float(q[n_wav + i])) for i in range(n_wav)}
+    rows = []
+    for i, src in enumerate(sources):
+        row = {"source": src, "label": float(res.labels[i]), "p_before": float(res.prob[i]),
+               "p_after": float(res.prob_adv[i]), "success": bool(res.success[i])}
+        if i in resynth:  # the WAVs analysed again: does the attack survive the trip through audio?
+            row["p_before_resynthesised"], row["p_after_resynthesised"] = resynth[i]
+            row["survives_resynthesis"] = bool(res.success[i]) and \
+                (resynth[i][1] > res.threshold) == bool(res.targets[i] > 0.5)
+        rows.append(row)
+    if resynth:
+        ok = [r["survives_resynthesis"] for r in rows if "survives_resynthesis" in r and r["success"]]
+        s["survive_resynthesis"] = f"{sum(ok)}/{len(ok)}"
+    table = {"attack": s, "curve": curve, "excerpts": rows}
     (out / "attack.json").write_text(json.dumps(table, indent=1))
     if curve:
         lines = ["eps_db,success_rate,error_before,error_after,mean_abs_change_db"]
@@ -177,6 +191,9 @@ def _attack(args) -> int:
         print(f"  eps {r['eps_db']:>6g} dB: success {r['success_rate']:.1%}, error after {r['error_after']:.1%}")
     print(f"wrote {out}/adversarial.safetensors, attack.json{', success.csv' if curve else ''} and {2 * n_wav} WAVs "
           "(Griffin-Lim, one common gain)")
+    if resynth:
+        print(f"  played back and analysed again, {s['survive_resynthesis']} of the successful attacks among the "
+              f"first {n_wav} excerpts still change the decision")
     return 0
 
 
@@ -190,6 +207,7 @@ def _score(args) -> int:
                             layers=args.layers or tuple(clf.model.layer_names), clusters=args.clusters,
                             seed=args.seed, batch_size=args.batch_size)
     bar = _bar("consistency")
+    t0 = time.perf_counter()
     try:
         res = neuron_consistency(clf, ref, config=cfg, attack_config=None if args.no_attack else _attack_config(args),
                                  device=args.device, progress=bar)
@@ -198,6 +216,12 @@ def _score(args) -> int:
     s = res.summary()
     _write(args.csv, res.csv())
     _write(args.json, json.dumps({"summary": s, "units": res.rows()}, indent=1))
+    if not args.no_store:
+        from xai_core.store import RunStore
+
+        rid = RunStore(args.runs_dir).save_consistency(res, classifier=clf, excerpts=str(args.concepts or "demo"),
+                                                       seconds=round(time.perf_counter() - t0, 1))
+        print(f"recorded as run {rid} (reopen it on the Neuron consistency page via Runs)")
     print(f"consistency ({s['concept']}, k={s['k']}, {s['reduce']} over conv maps) of {clf.name} on {s['n']} excerpts; "
           f"chance (k random excerpts) {s['chance']:.3f}")
     if "attack" in s:
@@ -375,6 +399,8 @@ def register(sub) -> None:
     s.add_argument("--no-attack", action="store_true", help="real inputs only")
     s.add_argument("--csv", type=Path, help="per-unit table as CSV")
     s.add_argument("--json", type=Path, help="summary and per-unit table as JSON")
+    s.add_argument("--runs-dir", type=Path, default=None, help="run store (default $XAI_RUNS_DIR or ./runs)")
+    s.add_argument("--no-store", action="store_true", help="do not record the result in the run store")
     s.set_defaults(func=_score)
 
     b = cs.add_parser("concept-set", help="a tagged set of random excerpts (silence excluded) from a corpus split")

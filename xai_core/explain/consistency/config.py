@@ -149,7 +149,8 @@ class ConsistencyConfig:
     batch_size: int = 128  # excerpts per forward pass
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "layers", tuple(self.layers))
+        layers = (self.layers,) if isinstance(self.layers, str) else self.layers  # one name, not its letters
+        object.__setattr__(self, "layers", tuple(layers))
         _int("k", self.k, 1, 1_000_000)
         if not isinstance(self.concept, str) or not self.concept:
             raise ParameterError(f"concept must be a scheme or tag name, got {self.concept!r}")

@@ -35,7 +35,7 @@ import torch
 
 from xai_core.checkpoints import Bundle, default_provenance, model_identity
 from xai_core.device import out_of_memory_as_error, resolve_device
-from xai_core.errors import CheckpointError, DataError
+from xai_core.errors import CheckpointError, DataError, ParameterError
 from xai_core.explain.consistency.attack import (
     Progress,
     attack,
@@ -193,6 +193,8 @@ def robust_metrics(classifier: Bundle, *, test: tuple[torch.Tensor, torch.Tensor
     ``consistency`` {concept, k, chance, real {layer: mean}, adv {layer: mean}} (plain numbers)
     """
     x, y = test
+    if not len(eps_db):
+        raise ParameterError("give at least one epsilon for the robust error")
     out: dict = {"n_test": int(x.shape[0]), "attack": replace(attack_config, eps_db=float(eps_db[0])).describe(),
                  "robust_error": {}, "success_rate": {}}
     stages = len(eps_db) + (1 if concept_set is not None else 0)
