@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from ui import display, state
+from ui import display, jobs, state
 from xai_core.audio import wav_bytes_set
 from xai_core.checkpoints import Bundle
 from xai_core.errors import ParameterError, XaiError
@@ -35,7 +34,7 @@ from xai_core.explain.cladec import (
     train_decoders,
 )
 from xai_core.fileio import atomic_write_bytes
-from xai_core.store.jobs import DONE, format_eta
+from xai_core.store.jobs import format_eta
 from xai_core.viz import depth_curve_figure
 
 JOB_KIND = "cladec"
@@ -162,13 +161,6 @@ def show_evaluation(ev: CladecEvaluation, dset: DecoderSet) -> None:
                        key="cladec_csv")
 
 
-def _safe_name(text: str) -> str:
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", text.strip()).strip("-.")
-    if not name:
-        raise ParameterError(f"{text!r} is not a usable name for a decoder set (letters, digits, - _ .)")
-    return name[:60]
-
-
 def training_form(clf: Bundle, ref) -> None:
     """Train decoders in the background on the reference excerpts or a corpus folder of the server."""
     layers_all = list(clf.model.layer_shapes())
@@ -183,7 +175,7 @@ def training_form(clf: Bundle, ref) -> None:
     c4, c5, c6 = st.columns(3)
     steps = int(c4.number_input("Steps per decoder", 10, 100_000, 300, step=50, key="cladec_tr_steps",
                                 help="About 0.1-0.15 s per step for the lite demo classifier on 2 CPU cores."))
-    data_src = c5.radio("Training data", ["reference excerpts", "corpus folder on the server"], key="cladec_tr_data")
+    data_src = c5.radio("Training data", jobs.DATA_SOURCES, key="cladec_tr_data")
     folder = c6.text_input("Corpus folder (Jamendo layout)", key="cladec_tr_folder",
                            disabled=data_src == "reference excerpts")
     name = st.text_input("Name of the decoder set", value=f"{clf.preset or 'custom'}-{'-'.join(layers)}",
@@ -194,22 +186,15 @@ def training_form(clf: Bundle, ref) -> None:
         with display.errors_shown("Could not start the training"):
             configs = [CladecConfig(layer=lay, variant=v, alpha=float(alpha), steps=steps) for lay in layers
                        for v in variants]
-            out = trained_root() / _safe_name(name)
+            out = trained_root() / jobs.safe_name(name, "a decoder set")
             if any(out.glob("*.safetensors")) and not (out / ".checkpoints").is_dir():
                 raise ParameterError(f"a decoder set called {out.name!r} exists already: choose another name "
                                      "(nothing stored is overwritten)")
-            if data_src == "reference excerpts":
-                if ref is None:
-                    raise ParameterError("no reference set is loaded (Models page)")
-                data, what = (ref.logmel, ref.labels), f"{len(ref)} reference excerpts"
-            else:
-                from xai_core.train.data import load_split
-
-                data, what = None, f"train split of {folder}"
-                if not folder or not os.path.isdir(folder):
-                    raise ParameterError(f"corpus folder {folder!r} does not exist on the server")
+            data, what = jobs.training_data(data_src, ref, folder)
 
             def target(progress, _data=data, _folder=folder):
+                from xai_core.train.data import load_split
+
                 if _data is None:
                     _data = load_split(_folder, "train")
 
@@ -232,27 +217,19 @@ def training_form(clf: Bundle, ref) -> None:
 @st.fragment(run_every=1.0)
 def job_panel() -> None:
     """Progress of the decoder training job (any session's), cancel; reload the page once it is done."""
-    mgr = state.job_manager()
-    job = mgr.latest(JOB_KIND)
-    if job is None:
-        return
-    if job.running:
-        st.session_state["cladec_job_seen"] = job.id
+    def text(job) -> str:
         i = job.info
-        st.progress(job.fraction, text=f"{job.label}: {job.fraction:.0%} · decoder {i.get('decoder', '?')}/"
-                    f"{i.get('decoders', '?')} ({i.get('layer', '')} {NAMES.get(i.get('variant'), '')}) · "
-                    f"MSE {i.get('mse', float('nan')):.3f} · {format_eta(job.eta_s)} left")
-        if st.button("Cancel the training", key="cladec_cancel", disabled=job.cancel_requested):
-            mgr.cancel(job.id)
-        st.caption("Training runs in the background: you may switch pages, reload or close this tab; finished "
-                   "decoders are saved one by one, and a cancelled set resumes where it stopped.")
-    elif st.session_state.get("cladec_job_seen") == job.id:
-        st.session_state.pop("cladec_job_seen")
-        if job.state == DONE:
-            st.session_state["cladec_set_next"] = f"trained: {Path(job.meta['folder']).name}"
-        st.rerun(scope="app")
-    elif job.state != DONE:
-        st.error(f"The last decoder training ended as {job.state}: {job.message}")
+        return (f"{job.label}: {job.fraction:.0%} · decoder {i.get('decoder', '?')}/{i.get('decoders', '?')} "
+                f"({i.get('layer', '')} {NAMES.get(i.get('variant'), '')}) · MSE {i.get('mse', float('nan')):.3f} · "
+                f"{format_eta(job.eta_s)} left")
+
+    def done(job) -> None:
+        st.session_state["cladec_set_next"] = f"trained: {Path(job.meta['folder']).name}"
+
+    jobs.job_panel(JOB_KIND, seen_key="cladec_job_seen", cancel_key="cladec_cancel", text=text, on_done=done,
+                   caption="Training runs in the background: you may switch pages, reload or close this tab; "
+                           "finished decoders are saved one by one, and a cancelled set resumes where it stopped.",
+                   what="The last decoder training")
 
 
 def current_evaluation(dset: DecoderSet) -> tuple[CladecEvaluation | None, str]:
@@ -309,20 +286,8 @@ def evaluation_form(clf: Bundle, dset: DecoderSet) -> None:
 @st.fragment(run_every=1.0)
 def eval_job_panel() -> None:
     """Progress of the evaluation job; once done, this session shows its result."""
-    mgr = state.job_manager()
-    job = mgr.latest(EVAL_JOB_KIND)
-    if job is None:
-        return
-    if job.running:
-        st.session_state["cladec_eval_seen"] = job.id
-        st.progress(job.fraction, text=f"{job.label}: {job.fraction:.0%} · retraining on "
-                    f"{job.info.get('training', '…')} · {format_eta(job.eta_s)} left")
-        if st.button("Cancel the evaluation", key="cladec_eval_cancel", disabled=job.cancel_requested):
-            mgr.cancel(job.id)
-    elif st.session_state.get("cladec_eval_seen") == job.id:
-        st.session_state.pop("cladec_eval_seen")
-        if job.state == DONE:
-            st.session_state["cladec_eval_run"] = job.result
-        st.rerun(scope="app")
-    elif job.state != DONE:
-        st.error(f"The last evaluation ended as {job.state}: {job.message}")
+    jobs.job_panel(EVAL_JOB_KIND, seen_key="cladec_eval_seen", cancel_key="cladec_eval_cancel",
+                   cancel_label="Cancel the evaluation", what="The last evaluation",
+                   text=lambda job: (f"{job.label}: {job.fraction:.0%} · retraining on "
+                                     f"{job.info.get('training', '…')} · {format_eta(job.eta_s)} left"),
+                   on_done=lambda job: st.session_state.__setitem__("cladec_eval_run", job.result))

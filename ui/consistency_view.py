@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from ui import display, state
+from ui import display, jobs, state
 from xai_core.assets import ReferenceSet
 from xai_core.audio import wav_bytes_set
 from xai_core.checkpoints import Bundle, save_bundle
@@ -37,7 +36,7 @@ from xai_core.explain.consistency.viz import (
     success_curve_figure,
     unit_grid_figure,
 )
-from xai_core.store.jobs import DONE, format_eta
+from xai_core.store.jobs import format_eta
 
 JOB_KIND = "robust"
 EPS_HELP = ("L-infinity bound: every time-frequency bin may get at most this many dB louder or quieter. About 1 dB "
@@ -309,13 +308,6 @@ def show_shipped_evaluation() -> None:
                f"{ev['consistency_config']['concept']} concepts, k = {ev['consistency_config']['k']}.")
 
 
-def _safe_name(text: str) -> str:
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", text.strip()).strip("-.")
-    if not name:
-        raise ParameterError(f"{text!r} is not a usable name for a classifier (letters, digits, - _ .)")
-    return name[:60]
-
-
 def training_form(clf: Bundle, ref: ReferenceSet | None) -> None:
     """Fine-tune the loaded classifier with (consistent-loss) adversarial training in the background."""
     c1, c2, c3, c4 = st.columns(4)
@@ -328,7 +320,7 @@ def training_form(clf: Bundle, ref: ReferenceSet | None) -> None:
                                 help="About 0.65 s per step (batch 32, 3 PGD steps) for the lite demo classifier on "
                                      "2 CPU cores; the demo's robust models had 1,000."))
     c5, c6 = st.columns(2)
-    data_src = c5.radio("Training data", ["reference excerpts", "corpus folder on the server"], key="cons_tr_data")
+    data_src = c5.radio("Training data", jobs.DATA_SOURCES, key="cons_tr_data")
     folder = c6.text_input("Corpus folder (Jamendo layout)", key="cons_tr_folder",
                            disabled=data_src == "reference excerpts")
     name = st.text_input("Name of the new classifier", value=f"robust-mu{mu:g}-{layer}", key="cons_tr_name")
@@ -336,18 +328,11 @@ def training_form(clf: Bundle, ref: ReferenceSet | None) -> None:
     if st.button("Train in the background", type="primary", key="cons_train", disabled=bool(mgr.active(JOB_KIND))):
         with display.errors_shown("Could not start the training"):
             cfg = RobustConfig(mu=float(mu), layer=layer, eps_db=float(eps), steps=steps)
-            out = robust_root() / f"{_safe_name(name)}.safetensors"
+            out = robust_root() / f"{jobs.safe_name(name, 'a classifier')}.safetensors"
             if out.exists():
                 raise ParameterError(f"a classifier called {out.stem!r} exists already: choose another name "
                                      "(nothing stored is overwritten)")
-            if data_src == "reference excerpts":
-                if ref is None:
-                    raise ParameterError("no reference set is loaded (Models page)")
-                data, what = (ref.logmel, ref.labels), f"{len(ref)} reference excerpts"
-            else:
-                if not folder or not os.path.isdir(folder):
-                    raise ParameterError(f"corpus folder {folder!r} does not exist on the server")
-                data, what = None, f"train split of {folder}"
+            data, what = jobs.training_data(data_src, ref, folder)
 
             def target(progress, _data=data, _folder=folder):
                 from xai_core.train.data import load_split
@@ -369,25 +354,11 @@ def training_form(clf: Bundle, ref: ReferenceSet | None) -> None:
 
 @st.fragment(run_every=1.0)
 def job_panel() -> None:
-    """Progress of the robust training job (any session's), cancel; reload the page once it is done."""
-    mgr = state.job_manager()
-    job = mgr.latest(JOB_KIND)
-    if job is None:
-        return
-    if job.running:
-        st.session_state["cons_job_seen"] = job.id
-        i = job.info
-        st.progress(job.fraction, text=f"{job.label}: {job.fraction:.0%} · loss {i.get('loss', float('nan')):.3f} · "
-                    f"adversarial CE {i.get('ce_adv', float('nan')):.3f} · {format_eta(job.eta_s)} left")
-        if st.button("Cancel the training", key="cons_cancel", disabled=job.cancel_requested):
-            mgr.cancel(job.id)
-        st.caption("Training runs in the background: you may switch pages, reload or close this tab; a cancelled "
-                   "training resumes from its checkpoint when started again with the same name and settings.")
-    elif st.session_state.get("cons_job_seen") == job.id:
-        st.session_state.pop("cons_job_seen")
-        if job.state == DONE:
-            st.session_state["cons_model_next"] = job.meta["name"]
-        st.rerun(scope="app")
-    elif job.state != DONE:
-        st.error(f"The last robust training ended as {job.state}: {job.message}")
-
+    """Progress of the robust training job (any session's), cancel; once done, this session shows the model."""
+    jobs.job_panel(
+        JOB_KIND, seen_key="cons_job_seen", cancel_key="cons_cancel", what="The last robust training",
+        text=lambda job: (f"{job.label}: {job.fraction:.0%} · loss {job.info.get('loss', float('nan')):.3f} · "
+                          f"adversarial CE {job.info.get('ce_adv', float('nan')):.3f} · {format_eta(job.eta_s)} left"),
+        caption="Training runs in the background: you may switch pages, reload or close this tab; a cancelled "
+                "training resumes from its checkpoint when started again with the same name and settings.",
+        on_done=lambda job: st.session_state.__setitem__("cons_model_next", job.meta["name"]))

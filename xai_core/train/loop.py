@@ -126,6 +126,22 @@ def load_checkpoint(path: str | Path) -> dict:
     return state
 
 
+def resume_state(path: str | Path, *, config: dict, identity: str, steps: int,
+                 free: tuple[str, ...] = ("steps", "checkpoint_every"), what: str = "classifier") -> dict:
+    """The checkpoint at ``path`` if it was written for the same settings (``config``, except the ``free``
+    keys: the budget and the checkpoint interval may change on resume) and the same explained
+    classifier (``identity``), with at most ``steps`` steps done; else a :class:`CheckpointError`."""
+    state = load_checkpoint(path)
+    saved = {k: v for k, v in dict(state.get("config", {})).items() if k not in free}
+    mine = {k: v for k, v in config.items() if k not in free}
+    if saved != mine or state.get("classifier") != identity:
+        raise CheckpointError(f"{path}: was written for other settings or another {what}; start afresh "
+                              "without resume or use the same settings")
+    if int(state["step"]) > steps:
+        raise CheckpointError(f"{path}: already {int(state['step'])} steps, more than the {steps} asked for")
+    return state
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch (CPU and CUDA) for a run that must repeat exactly."""
     random.seed(seed)

@@ -21,21 +21,9 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def _bar(desc: str):
-    from tqdm import tqdm
+    from xai_core.progress import tqdm_progress
 
-    bar = tqdm(desc=desc, unit="step", dynamic_ncols=True, mininterval=1.0)
-
-    def progress(done, total, info):
-        bar.total = total
-        bar.n = done
-        post = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in info.items()
-                if k in ("layer", "variant", "loss", "mse", "training")}
-        bar.set_postfix(post, refresh=False)
-        bar.refresh()
-        return True
-
-    progress.close = bar.close  # type: ignore[attr-defined]
-    return progress
+    return tqdm_progress(desc, ("layer", "variant", "loss", "mse", "training"))
 
 
 def _setup(args) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from xai_core.errors import ParameterError
 from xai_core.models.svdnet import SVDNet
+from xai_core.validation import check_float as _float
+from xai_core.validation import check_int as _int
+from xai_core.validation import config_from_dict
 
 VARIANTS = ("cladec", "refae", "random")
 VARIANT_TITLES = {
@@ -17,21 +19,6 @@ VARIANT_TITLES = {
 }
 MAX_STEPS = 10_000_000  # bounds that a config read from a file cannot exceed
 MAX_BATCH = 4096
-
-
-def _int(name: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ParameterError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
-    return value
-
-
-def _float(name: str, value: Any, lo: float, hi: float, *, hi_open: bool = False, lo_open: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
-    if not ok:
-        interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-        raise ParameterError(f"{name} must be a number in {interval}, got {value!r}")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -71,13 +58,7 @@ class CladecConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> CladecConfig:
-        if not isinstance(d, dict):
-            raise ParameterError(f"a ClaDec config must be a mapping, got {type(d).__name__}")
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ParameterError(f"unknown ClaDec config keys {unknown}")
-        return cls(**d)
+        return config_from_dict(cls, d, "ClaDec")
 
 
 @dataclass(frozen=True)

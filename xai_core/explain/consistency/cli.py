@@ -33,21 +33,10 @@ def _names(text: str) -> tuple[str, ...]:
     return out
 
 
-def _bar(desc: str, keys=("stage", "eps_db", "loss", "ce_adv", "feature", "model")):
-    from tqdm import tqdm
+def _bar(desc: str):
+    from xai_core.progress import tqdm_progress
 
-    bar = tqdm(desc=desc, unit="step", dynamic_ncols=True, mininterval=1.0)
-
-    def progress(done, total, info):
-        bar.total = total
-        bar.n = done
-        bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in info.items() if k in keys},
-                        refresh=False)
-        bar.refresh()
-        return True
-
-    progress.close = bar.close  # type: ignore[attr-defined]
-    return progress
+    return tqdm_progress(desc, ("stage", "eps_db", "loss", "ce_adv", "feature", "model"))
 
 
 def _setup(args) -> None:

@@ -32,6 +32,9 @@ from typing import Any
 
 from xai_core.errors import ParameterError
 from xai_core.models.svdnet import SVDNet
+from xai_core.validation import check_float as _float
+from xai_core.validation import check_int as _int
+from xai_core.validation import config_from_dict as _from_dict
 
 METHODS = ("fgsm", "pgd")
 GOALS = ("untargeted", "to-non-vocal", "to-vocal")
@@ -54,29 +57,6 @@ def db_to_log(db: float) -> float:
 
 def log_to_db(d: float) -> float:
     return d * 20.0 / math.log(10.0)
-
-
-def _int(name: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ParameterError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
-    return value
-
-
-def _float(name: str, value: Any, lo: float, hi: float, *, lo_open: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > lo if lo_open else value >= lo) and value <= hi
-    if not ok:
-        raise ParameterError(f"{name} must be a number in {'(' if lo_open else '['}{lo:g}, {hi:g}], got {value!r}")
-    return float(value)
-
-
-def _from_dict(cls, d: Any, what: str):
-    if not isinstance(d, dict):
-        raise ParameterError(f"a {what} config must be a mapping, got {type(d).__name__}")
-    unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-    if unknown:
-        raise ParameterError(f"unknown {what} config keys {unknown}")
-    return cls(**d)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ import torch
 
 from xai_core.checkpoints import Bundle, default_provenance, model_identity
 from xai_core.device import out_of_memory_as_error, resolve_device
-from xai_core.errors import CheckpointError, DataError, ParameterError
+from xai_core.errors import DataError, ParameterError
 from xai_core.explain.consistency.attack import (
     Progress,
     attack,
@@ -47,7 +47,7 @@ from xai_core.explain.consistency.config import AttackConfig, ConsistencyConfig,
 from xai_core.explain.consistency.consistency import neuron_consistency
 from xai_core.models.hooks import capture_activations
 from xai_core.models.svdnet import SVDNet
-from xai_core.train.loop import load_checkpoint, rng_state, run_loop, save_checkpoint, set_rng_state
+from xai_core.train.loop import resume_state, rng_state, run_loop, save_checkpoint, set_rng_state
 
 
 def _smoothed_bce(logits: torch.Tensor, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
@@ -120,19 +120,12 @@ def train_robust(classifier: Bundle, data, config: RobustConfig = RobustConfig()
     ckpt = Path(checkpoint) if checkpoint is not None else None
     start, history, seconds = 0, [], 0.0
     if resume and ckpt is not None and ckpt.is_file():
-        state = load_checkpoint(ckpt)
-        free = ("steps", "checkpoint_every")
-        saved = {k: v for k, v in dict(state.get("config", {})).items() if k not in free}
-        mine = {k: v for k, v in config.to_dict().items() if k not in free}
-        if saved != mine or state.get("classifier") != classifier.identity:
-            raise CheckpointError(f"{ckpt}: was written for other settings or another base classifier; start "
-                                  "afresh without resume or use the same settings")
+        state = resume_state(ckpt, config=config.to_dict(), identity=classifier.identity, steps=config.steps,
+                             what="base classifier")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"], gen)
         start, history, seconds = int(state["step"]), list(state["history"]), float(state["seconds"])
-        if start > config.steps:
-            raise CheckpointError(f"{ckpt}: already {start} steps, more than the {config.steps} asked for")
     mean, std = classifier.normaliser.mean.to(dev), classifier.normaliser.std.to(dev)
     bounds = input_bounds(classifier.mel)
     att = config.attack()
