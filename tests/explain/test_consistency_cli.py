@@ -194,6 +194,17 @@ def test_train_robust_concept_set_and_report(tmp_path, tiny_demo_dir, capsys):
     assert load_bundle(out).provenance["method"] == "plain adversarial training"
     assert main([*train, "--mu", "-1", "--force"]) == 2
     assert "mu" in capsys.readouterr().err
+    # with the evaluation (the default; device "auto" as the demo build runs it): frame error with a threshold
+    # tuned on the valid split, robust error at eps and 2 eps, consistency on a tagged set
+    tagged = _tagged_copy(tiny_demo_dir, tmp_path)
+    evaluated = [a for a in train if a not in ("--no-eval", "--device", "cpu")]
+    assert main([*evaluated, "--force", "--n-test", "8", "--concepts", str(tagged), "--device", "auto"]) == 0
+    text = capsys.readouterr().out
+    assert "frame error on the test split" in text and "under attack" in text
+    m = load_bundle(out).metrics
+    assert 0.0 < m["eval"]["threshold"] < 1.0 and 0.0 <= m["eval"]["test"]["error"] <= 1.0
+    assert set(m["robust"]["robust_error"]) == {"1", "2"} and m["robust"]["n_test"] == 8
+    assert list(m["robust"]["consistency"]["adv"]) == list(SVDNet.layer_names)
 
     cs = tmp_path / "cs.safetensors"
     assert main(["consistency", "concept-set", "--data", str(data), "--split", "test", "--n", "8", "--cache-dir", cache,

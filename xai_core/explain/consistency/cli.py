@@ -282,6 +282,7 @@ def _train_robust(args) -> int:
     import torch
 
     from xai_core.checkpoints import save_bundle
+    from xai_core.device import resolve_device
     from xai_core.explain.cladec.evaluate import draw_excerpts
     from xai_core.explain.consistency import AttackConfig, RobustConfig
     from xai_core.explain.consistency.robust import robust_metrics, train_robust
@@ -308,7 +309,8 @@ def _train_robust(args) -> int:
     if not args.no_eval:
         valid = load_split(args.data, "valid", mel=clf.mel, cache_dir=args.cache_dir)
         test_tracks = load_split(args.data, "test", mel=clf.mel, cache_dir=args.cache_dir)
-        report = evaluate_classifier(rob.model, rob.normaliser, valid=valid, test=test_tracks, device=args.device)
+        report = evaluate_classifier(rob.model, rob.normaliser, valid=valid, test=test_tracks,
+                                     device=resolve_device(args.device))
         rob.metrics["eval"] = {"data": str(args.data), "split": "test", **report.to_dict()}
         test = draw_excerpts(test_tracks, args.n_test, seed=args.seed + 1, frames=clf.model.config.n_frames)
         eps = (cfg.eps_db, 2 * cfg.eps_db)
