@@ -43,6 +43,7 @@ with t_unit:
 with t_robust:
     st.subheader("The demo's classifiers: original, plain adversarial and consistent-loss training")
     cv.show_shipped_evaluation()
+    cv.load_form()
     with st.expander("Train a robust classifier from the loaded one"):
         cv.training_form(clf, ld.reference)
     cv.job_panel()

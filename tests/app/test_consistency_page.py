@@ -58,6 +58,11 @@ def test_consistency_page_attack_depth_unit_and_shipped_comparison(open_page):
     # an impossible k is refused by the widget bounds; an absurd epsilon cannot be set (slider 0.1-6 dB)
     at.slider(key="cons_att_eps").set_value(3.0).run()
     _no_exception(at)
+    # a robust classifier becomes the session's classifier (every page explains it)
+    at.selectbox(key="cons_load_name").set_value("demo: consistent").run()
+    at.button(key="cons_load").click().run()
+    _no_exception(at)
+    assert at.session_state["sources"]["classifier"].path.endswith("robust/consistent.safetensors")
     # an uploaded recording is attacked against the classifier's own decision
     at.radio(key="cons_in_src").set_value("Uploaded audio").run()
     at.file_uploader(key="cons_in_upload").upload("tone.wav", _wav(3.0), "audio/wav").run()

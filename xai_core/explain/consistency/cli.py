@@ -13,7 +13,8 @@ HELP = ("Neuron consistency under adversarial examples (Dong, Bao, Su & Zhu): a 
         "top-k inputs share a concept, consis = p^T A p; the claim is that consistency drops on adversarial "
         "inputs, and that adversarial training with a consistent loss restores it.")
 EPS_HELP = ("L-inf bound in dB of mel magnitude per time-frequency bin (default 1 dB: about the just-noticeable "
-            "level difference; PGD flips about 90 %% of the demo's decisions there)")
+            "level difference; PGD changes every decision of the demo classifier on unseen songs there, 78 %% at "
+            "0.25 dB, and half of those of its adversarially trained versions)")
 
 
 def _floats(text: str) -> tuple[float, ...]:

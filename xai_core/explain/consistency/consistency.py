@@ -142,14 +142,14 @@ class ConsistencyResult:
             dead = self.dead(layer)
             for u in range(self.real[layer].numel()):
                 r = {"layer": layer, "unit": u, "consistency_real": round(float(self.real[layer][u]), 6),
-                     "top_concept_real": self._top_concept(self.topk_real[layer][u]), "dead": bool(dead[u])}
+                     "top_concept_real": self.top_concept(self.topk_real[layer][u]), "dead": bool(dead[u])}
                 if self.adv is not None:
                     r["consistency_adv"] = round(float(self.adv[layer][u]), 6)
-                    r["top_concept_adv"] = self._top_concept(self.topk_adv[layer][u])
+                    r["top_concept_adv"] = self.top_concept(self.topk_adv[layer][u])
                 rows.append(r)
         return rows
 
-    def _top_concept(self, idx: torch.Tensor) -> str:
+    def top_concept(self, idx: torch.Tensor) -> str:
         counts = torch.bincount(self.space.codes[idx], minlength=len(self.space.names))
         c = int(counts.argmax())
         return f"{self.space.names[c]} ({int(counts[c])}/{idx.numel()})"
