@@ -221,14 +221,18 @@ def show_depth(results: dict[str, ConsistencyResult]) -> None:
         for layer, v in s["layers"].items():
             rows.append({"model": name, "layer": layer, "units": v["units"], "real (mean)": v["real_mean"],
                          "adversarial (mean)": v.get("adv_mean"), "drop": v.get("drop"),
-                         "units less consistent": v.get("share_units_less_consistent")})
+                         "units less consistent": v.get("share_units_less_consistent"),
+                         "agreement real ↔ adversarial": v.get("agreement_mean")})
     st.dataframe(pd.DataFrame(rows).round(3), hide_index=True)
     first = next(iter(results.values()))
     a = first.attack.summary() if first.attack is not None else None
     st.caption(f"{first.space.name} concepts, k = {first.config.k}, {len(first.space)} excerpts; chance level "
                f"{first.chance:.3f}. "
                + (f"Adversarial inputs: {a['attack']} on every excerpt ({a['success_rate']:.0%} of the decisions of "
-                  f"{next(iter(results))} changed); each keeps the concepts of the excerpt it was made from." if a else ""))
+                  f"{next(iter(results))} changed); each keeps the concepts of the excerpt it was made from. "
+                  "Consistency only asks whether a unit's top inputs share *a* concept; the agreement "
+                  "(pᵀ_real A p_adv, the dotted lines) asks whether its adversarial top inputs carry the concept of "
+                  "its real ones: a unit can stay perfectly consistent while its concept flips." if a else ""))
     name = st.selectbox("Per-unit table of", list(results), key="cons_csv_model")
     st.download_button("Download the per-unit table (CSV)", results[name].csv(), "consistency.csv", "text/csv",
                        key="cons_csv")

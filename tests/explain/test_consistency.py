@@ -293,7 +293,7 @@ def test_attack_rejects_bad_inputs_and_can_be_cancelled():
     ({"eps_db": float("nan")}, "eps_db"), ({"eps_db": float("inf")}, "eps_db"), ({"eps_db": True}, "eps_db"),
     ({"eps_db": "1"}, "eps_db"), ({"steps": 0}, "steps"), ({"steps": True}, "steps"), ({"steps": 2.0}, "steps"),
     ({"step_db": 0.0}, "step_db"), ({"method": "cw"}, "unknown attack 'cw'"), ({"goal": "sideways"}, "sideways"),
-    ({"random_start": 1}, "random_start"), ({"seed": -1}, "seed"), ({"batch_size": 0}, "batch_size"),
+    ({"random_start": 1}, "random_start"), ({"seed": -1}, "seed"), ({"batch_size": -1}, "batch_size"),
     ({"batch_size": True}, "batch_size"),
 ])
 def test_attack_config_rejects_bad_values(kw, match):
@@ -717,3 +717,27 @@ def test_train_robust_rejects_bad_inputs():
         train_robust(replace(clf, normaliser=None), (x, y), cfg, device="cpu")
     with pytest.raises(DataError, match="no training data"):
         train_robust(clf, [], cfg, device="cpu")
+
+
+def test_auto_batch_sizes_by_device():
+    from xai_core.explain.consistency.config import AUTO_BATCH, auto_batch
+
+    assert auto_batch(7, torch.device("cpu")) == 7  # an explicit size is kept
+    assert auto_batch(0, torch.device("cpu")) == AUTO_BATCH["cpu"][0]
+    assert auto_batch(0, torch.device("cpu"), responses=True) == AUTO_BATCH["cpu"][1]
+    assert auto_batch(0, torch.device("cuda")) == AUTO_BATCH["cuda"][0]
+
+
+def test_agreement_closed_forms():
+    from xai_core.explain.consistency import agreement_of
+    from xai_core.explain.consistency.concepts import tag_space
+
+    space = tag_space("vocal", ["vocal", "vocal", "non-vocal", "non-vocal"])  # names sorted: non-vocal, vocal
+    real = torch.tensor([[0, 1], [0, 2]])  # unit 0: both vocal; unit 1: half and half
+    adv = torch.tensor([[2, 3], [0, 2]])  # unit 0: both non-vocal (pure, but the other concept); unit 1: as real
+    agree = agreement_of(real, adv, space)
+    assert agree.tolist() == pytest.approx([0.0, 0.5])
+    assert consistency_of(adv, space).tolist() == pytest.approx([1.0, 0.5])  # consistency cannot see the flip
+    assert agreement_of(real, real, space).tolist() == pytest.approx(consistency_of(real, space).tolist())
+    with pytest.raises(ParameterError):
+        agreement_of(real, adv[:1], space)

@@ -17,6 +17,7 @@ from xai_core.explain.consistency.attack import (
 )
 from xai_core.explain.consistency.concepts import (
     ConceptSpace,
+    agreement_of,
     available_schemes,
     concept_space,
     consistency_of,
@@ -42,7 +43,7 @@ from xai_core.explain.consistency.consistency import (
 
 __all__ = [
     "GOALS", "GOAL_TITLES", "METHODS", "AttackConfig", "AttackResult", "ConceptSpace", "ConsistencyConfig",
-    "ConsistencyResult", "RobustConfig", "attack", "available_schemes", "concept_space", "consistency_of",
+    "ConsistencyResult", "RobustConfig", "agreement_of", "attack", "available_schemes", "concept_space", "consistency_of",
     "db_to_log", "decision_threshold", "input_bounds", "kmeans_concepts", "layer_means", "log_to_db",
     "neuron_consistency", "perturb", "success_curve", "top_k", "unit_responses",
 ]

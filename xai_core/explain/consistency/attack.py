@@ -34,7 +34,7 @@ from xai_core.audio.config import MelConfig
 from xai_core.checkpoints import Bundle
 from xai_core.device import out_of_memory_as_error, resolve_device
 from xai_core.errors import CancelledError, ParameterError
-from xai_core.explain.consistency.config import AttackConfig, log_to_db
+from xai_core.explain.consistency.config import AttackConfig, auto_batch, log_to_db
 from xai_core.models.hooks import frozen
 from xai_core.models.svdnet import SVDNet
 
@@ -231,7 +231,7 @@ def attack(classifier: Bundle, logmel: torch.Tensor, *, labels: torch.Tensor | N
     offset = math.log(thr / (1.0 - thr))
     bounds = input_bounds(classifier.mel)
     x_all = logmel.detach().float().cpu()
-    bs, steps = config.batch_size, config.n_steps
+    bs, steps = auto_batch(config.batch_size, dev), config.n_steps
     n_chunks = math.ceil(n / bs)
     total = n_chunks * steps
     gen = torch.Generator(device=dev).manual_seed(config.seed)

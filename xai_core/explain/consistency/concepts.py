@@ -79,14 +79,32 @@ def consistency_of(topk: torch.Tensor, space: ConceptSpace) -> torch.Tensor:
     -------
     torch.Tensor, shape ``(U,)`` float64
     """
+    p = concept_distribution(topk, space)  # (U, C) concept distribution among the top k
+    return torch.einsum("uc,cd,ud->u", p, space.similarity.double(), p)  # (U,)
+
+
+def concept_distribution(topk: torch.Tensor, space: ConceptSpace) -> torch.Tensor:
+    """``(U, C)`` float64: the share of each concept among each row's top-k excerpts ``topk (U, k)``."""
     if topk.ndim != 2 or topk.shape[1] == 0:
         raise ParameterError(f"top-k indices must be (units, k >= 1), got {tuple(topk.shape)}")
-    c = len(space.names)
     codes = space.codes[topk]  # (U, k)
-    p = torch.zeros(topk.shape[0], c, dtype=torch.float64)
+    p = torch.zeros(topk.shape[0], len(space.names), dtype=torch.float64)
     p.scatter_add_(1, codes, torch.ones_like(codes, dtype=torch.float64))
-    p /= topk.shape[1]  # (U, C) concept distribution among the top k
-    return torch.einsum("uc,cd,ud->u", p, space.similarity.double(), p)  # (U,)
+    return p / topk.shape[1]
+
+
+def agreement_of(topk_a: torch.Tensor, topk_b: torch.Tensor, space: ConceptSpace) -> torch.Tensor:
+    """p_a^T A p_b per unit ``(U,)``: how much two top-k sets of each unit share concepts.
+
+    Consistency (``p^T A p``) only asks whether a unit's top inputs agree *with each other*; it is blind to
+    which concept they share. With ``a`` the real and ``b`` the adversarial top inputs this says whether
+    the adversarial ones still carry the concept the unit has on real inputs: a unit whose real top inputs
+    are all sung and whose adversarial top inputs all come from non-vocal excerpts is perfectly consistent
+    on both (1 and 1) and agrees 0 (under purity of ``vocal``)."""
+    if topk_a.shape[0] != topk_b.shape[0]:
+        raise ParameterError(f"top-k sets of {topk_a.shape[0]} and {topk_b.shape[0]} units")
+    pa, pb = concept_distribution(topk_a, space), concept_distribution(topk_b, space)
+    return torch.einsum("uc,cd,ud->u", pa, space.similarity.double(), pb)  # (U,)
 
 
 def tag_space(name: str, values: Sequence[str]) -> ConceptSpace:

@@ -13,7 +13,9 @@ The adversarial counterpart: every excerpt of the set is attacked (untargeted by
 label), the top-k of each unit are taken **among the adversarial inputs**, and each adversarial input
 keeps the concepts of the excerpt it was made from (what a listener hears). The paper's claim is that
 consistency drops on adversarial inputs; :meth:`ConsistencyResult.summary` says per layer whether it does
-here, against the chance level of k random excerpts of the set.
+here, against the chance level of k random excerpts of the set. Beside it, the *agreement*
+``p_real^T A p_adv`` of each unit says whether its adversarial top inputs still carry the concept of its
+real ones: consistency alone cannot see a unit that stays pure while its concept flips.
 """
 
 from __future__ import annotations
@@ -36,8 +38,14 @@ from xai_core.explain.consistency.attack import (
     check_classifier,
     check_excerpts,
 )
-from xai_core.explain.consistency.concepts import ConceptSpace, concept_space, consistency_of, kmeans_concepts
-from xai_core.explain.consistency.config import AttackConfig, ConsistencyConfig
+from xai_core.explain.consistency.concepts import (
+    ConceptSpace,
+    agreement_of,
+    concept_space,
+    consistency_of,
+    kmeans_concepts,
+)
+from xai_core.explain.consistency.config import AttackConfig, ConsistencyConfig, auto_batch
 from xai_core.models.hooks import capture_activations, frozen
 
 
@@ -102,6 +110,8 @@ class ConsistencyResult:
     responses_adv: dict[str, torch.Tensor] | None = None
     attack: AttackResult | None = None
     classifier: dict = field(default_factory=dict)  # identity, name
+    agreement: dict[str, torch.Tensor] | None = None  # (U,) p_real^T A p_adv: do adversarial top inputs keep the
+    # concept of the real ones? (concepts.agreement_of)
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -128,6 +138,8 @@ class ConsistencyResult:
                             "share_units_less_consistent": float((adv < real).double().mean()) if adv.numel()
                             else float("nan")})
                 row["drop"] = row["real_mean"] - row["adv_mean"]
+                agree = self.agreement[layer][live] if self.agreement is not None else None
+                row["agreement_mean"] = float(agree.mean()) if agree is not None and agree.numel() else float("nan")
             layers[layer] = row
         out = {"concept": self.space.name, "k": self.config.k, "reduce": self.config.reduce, "n": len(self.space),
                "chance": self.chance, "layers": layers, "classifier": self.classifier}
@@ -145,6 +157,8 @@ class ConsistencyResult:
                      "top_concept_real": self.top_concept(self.topk_real[layer][u]), "dead": bool(dead[u])}
                 if self.adv is not None:
                     r["consistency_adv"] = round(float(self.adv[layer][u]), 6)
+                    if self.agreement is not None:
+                        r["agreement_real_adv"] = round(float(self.agreement[layer][u]), 6)
                     r["top_concept_adv"] = self.top_concept(self.topk_adv[layer][u])
                 rows.append(r)
         return rows
@@ -215,7 +229,7 @@ def neuron_consistency(classifier: Bundle, excerpts, *, config: ConsistencyConfi
         raise ParameterError("the given attack result was made on other excerpts")
     dev = resolve_device(device)
     n_att = 0 if attack_config is None or attack_result is not None else \
-        -(-n // attack_config.batch_size) * attack_config.n_steps
+        -(-n // auto_batch(attack_config.batch_size, dev)) * attack_config.n_steps
     total = n_att + 2 * n
 
     def sub(offset: int, what: str):
@@ -227,9 +241,10 @@ def neuron_consistency(classifier: Bundle, excerpts, *, config: ConsistencyConfi
         attack_result = attack(classifier, logmel, labels=labels, config=attack_config, device=dev,
                                progress=sub(0, "attack"))
     mean, std = classifier.normaliser.mean.to(dev), classifier.normaliser.std.to(dev)
-    kw = {"layers": config.layers, "reduce": config.reduce, "batch": config.batch_size}
+    batch = auto_batch(config.batch_size, dev, responses=True)
+    kw = {"layers": config.layers, "reduce": config.reduce, "batch": batch}
     with frozen(classifier.model, dev) as model, out_of_memory_as_error(
-            f"computing unit responses (batch {config.batch_size})", "lower the batch size or use the CPU"):
+            f"computing unit responses (batch {batch})", "lower the batch size or use the CPU"):
         resp = unit_responses(model, logmel, mean, std, progress=sub(n_att, "responses"), **kw)
         resp_adv = None if attack_result is None else unit_responses(
             model, attack_result.adversarial, mean, std, progress=sub(n_att + n, "adversarial responses"), **kw)
@@ -241,6 +256,7 @@ def neuron_consistency(classifier: Bundle, excerpts, *, config: ConsistencyConfi
         res.responses_adv = resp_adv
         res.topk_adv = {layer: top_k(r, config.k) for layer, r in resp_adv.items()}
         res.adv = {layer: consistency_of(t, space) for layer, t in res.topk_adv.items()}
+        res.agreement = {layer: agreement_of(topk[layer], t, space) for layer, t in res.topk_adv.items()}
         res.attack = attack_result
     return res
 

@@ -207,5 +207,6 @@ def robust_metrics(classifier: Bundle, *, test: tuple[torch.Tensor, torch.Tensor
         out["consistency"] = {"concept": s["concept"], "k": s["k"], "reduce": s["reduce"], "n": s["n"],
                               "chance": s["chance"], "eps_db": float(eps_db[0]),
                               "real": {k: v["real_mean"] for k, v in s["layers"].items()},
-                              "adv": {k: v["adv_mean"] for k, v in s["layers"].items()}}
+                              "adv": {k: v["adv_mean"] for k, v in s["layers"].items()},
+                              "agreement": {k: v["agreement_mean"] for k, v in s["layers"].items()}}
     return out

@@ -18,7 +18,7 @@ from xai_core.explain.consistency.consistency import ConsistencyResult
 from xai_core.fileio import atomic_write_bytes
 
 KIND = "consistency"
-_PER_LAYER = ("real", "topk_real", "responses_real", "adv", "topk_adv", "responses_adv")
+_PER_LAYER = ("real", "topk_real", "responses_real", "adv", "topk_adv", "responses_adv", "agreement")
 _ATTACK = ("logmel", "adversarial", "labels", "targets", "logit", "logit_adv")
 
 
@@ -75,6 +75,6 @@ def load_result(path: str | Path) -> ConsistencyResult:
                                   bool(meta["attack"]["labels_known"]))
         return ConsistencyResult(config, space, float(meta["chance"]), per["real"], per["topk_real"],
                                  per["responses_real"], per["adv"], per["topk_adv"], per["responses_adv"], attack,
-                                 dict(meta.get("classifier") or {}))
+                                 dict(meta.get("classifier") or {}), per["agreement"])
     except (OSError, SafetensorError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise ParameterError(f"{path}: not a readable consistency result ({exc})") from exc

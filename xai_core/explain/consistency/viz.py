@@ -67,6 +67,11 @@ def consistency_depth_figure(results: Mapping[str, object], *, title: str | None
                 ys += v
             fig.add_trace(go.Box(x=xs, y=ys, name=f"{name} · {kind}", boxmean=True,
                                  hovertemplate="%{x}: %{y:.3f}<extra>" + f"{name} · {kind}" + "</extra>"))
+        if r.agreement is not None:  # mean agreement of the real and adversarial top inputs' concepts
+            ys = [float(r.agreement[layer][~r.dead(layer)].mean()) for layer in r.layers]
+            fig.add_trace(go.Scatter(x=list(r.layers), y=ys, mode="lines+markers", line_dash="dot",
+                                     name=f"{name} · agreement real ↔ adv.",
+                                     hovertemplate="%{x}: %{y:.3f}<extra>" + f"{name} · agreement" + "</extra>"))
         chance = r.chance
     if chance is not None:
         fig.add_hline(y=chance, line_dash="dot", annotation_text=f"chance (k random excerpts) {chance:.2f}",
