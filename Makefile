@@ -32,7 +32,8 @@ lint: $(VENV)/.installed-dev
 bench: $(VENV)/.installed
 	for f in bench/bench_*.py; do $(VPY) $$f || exit 1; done
 
-# Rebuild the bundled demo models from scratch (deterministic, CPU, < 90 min on 2 cores).
+# Rebuild the bundled demo models from scratch (deterministic, CPU; about 2.5 h on 2 cores with the ClaDec and
+# robust-training stages; ONLY=cladec or ONLY=robust rebuilds just those, about 40 min each).
 demo-assets: $(VENV)/.installed
 	bash scripts/build_demo_assets.sh
 

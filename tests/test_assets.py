@@ -134,9 +134,11 @@ def test_readme_states_the_consistency_comparison():
         want = [m["frame_error"], m["clean_error"], m["robust_error"]["1"], m["robust_error"]["2"]]
         assert [float(g) for g in found.groups()] == pytest.approx([100 * w for w in want], abs=0.051)
     layers = list(ev["models"]["original"]["consistency"]["real"])
+    names = ("original", "adversarial", "consistent")
     for layer in layers:
-        found = re.search(rf"\| {layer} \|" + r" ([\d.]+) / ([\d.]+) \|" * 3, text)
+        found = re.search(rf"\| {layer} \|" + r" ([\d.]+) / ([\d.]+) \|" * 3 + r" ([\d.]+) / ([\d.]+) / ([\d.]+) \|",
+                          text)
         assert found, f"README has no consistency row for {layer}"
-        want = [ev["models"][n]["consistency"][k][layer] for n in ("original", "adversarial", "consistent")
-                for k in ("real", "adv")]
+        want = [ev["models"][n]["consistency"][k][layer] for n in names for k in ("real", "adv")]
+        want += [ev["models"][n]["consistency"]["agreement"][layer] for n in names]
         assert [float(g) for g in found.groups()] == pytest.approx(want, abs=0.0051)

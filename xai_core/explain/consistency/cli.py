@@ -217,10 +217,13 @@ def _score(args) -> int:
     if "attack" in s:
         a = s["attack"]
         print(f"adversarial inputs: {a['attack']}: {a['success_rate']:.1%} of decisions changed")
-    print(f"{'layer':<7}{'units':>6}{'real':>8}{'adv':>8}{'drop':>8}{'units lower':>12}")
+    print(f"{'layer':<7}{'units':>6}{'real':>8}{'adv':>8}{'drop':>8}{'units lower':>12}{'agreement':>11}")
     for layer, r in s["layers"].items():
-        adv = f"{r['adv_mean']:>8.3f}{r['drop']:>8.3f}{r['share_units_less_consistent']:>12.0%}" if "adv_mean" in r else ""
+        adv = (f"{r['adv_mean']:>8.3f}{r['drop']:>8.3f}{r['share_units_less_consistent']:>12.0%}"
+               f"{r['agreement_mean']:>11.3f}") if "adv_mean" in r else ""
         print(f"{layer:<7}{r['units']:>6}{r['real_mean']:>8.3f}{adv}")
+    if "attack" in s:
+        print("agreement: p_real^T A p_adv, whether a unit's adversarial top inputs carry the concept of its real ones")
     return 0
 
 
