@@ -26,7 +26,7 @@ with t_depth:
     if chosen_set is not None and acfg is not None:
         set_key, cset = chosen_set
         ccfg = cv.consistency_settings(clf, cset)
-        if ccfg is not None and st.toggle("Score every unit (attacks the whole set: about 25 s per classifier for "
+        if ccfg is not None and st.toggle("Score every unit (attacks the whole set: about 10 s per classifier for "
                                           "the demo on 2 CPU cores, then cached)", key="cons_run"):
             with display.errors_shown("Could not score the units"):
                 for name, model in models.items():

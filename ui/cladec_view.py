@@ -214,7 +214,6 @@ def training_form(clf: Bundle, ref) -> None:
             st.rerun()
 
 
-@st.fragment(run_every=1.0)
 def job_panel() -> None:
     """Progress of the decoder training job (any session's), cancel; reload the page once it is done."""
     def text(job) -> str:
@@ -283,7 +282,6 @@ def evaluation_form(clf: Bundle, dset: DecoderSet) -> None:
             st.rerun()
 
 
-@st.fragment(run_every=1.0)
 def eval_job_panel() -> None:
     """Progress of the evaluation job; once done, this session shows its result."""
     jobs.job_panel(EVAL_JOB_KIND, seen_key="cladec_eval_seen", cancel_key="cladec_eval_cancel",

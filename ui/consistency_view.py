@@ -381,7 +381,6 @@ def training_form(clf: Bundle, ref: ReferenceSet | None) -> None:
             st.rerun()
 
 
-@st.fragment(run_every=1.0)
 def job_panel() -> None:
     """Progress of the robust training job (any session's), cancel; once done, this session shows the model."""
     jobs.job_panel(

@@ -1,8 +1,8 @@
-"""The progress panel of a background job, shared by the pages that train or evaluate in the background.
+"""Background jobs on the pages: the progress panel, output names, the choice of training data.
 
-Called inside a page's ``st.fragment(run_every=...)``: while the latest job of ``kind`` runs, a progress
-bar, a cancel button and a caption; when it ends, the session that watched it runs ``on_done`` once and
-reruns the whole app (so the page shows the result); a failed or cancelled job says so.
+:func:`job_panel`: while the latest job of ``kind`` runs, a progress bar polled every second, a cancel
+button and a caption; when it ends, the session that watched it runs ``on_done`` once and reruns the whole
+app (so the page shows the result); a failed or cancelled job says so.
 """
 
 from __future__ import annotations
@@ -43,6 +43,28 @@ def training_data(source: str, ref, folder: str):
 def job_panel(kind: str, *, seen_key: str, cancel_key: str, text: Callable[[JobStatus], str],
               cancel_label: str = "Cancel the training", caption: str = "",
               on_done: Callable[[JobStatus], None] | None = None, what: str = "The last training") -> None:
+    """The panel of the latest job of ``kind``: polled every second while it runs, drawn once otherwise.
+
+    Only a running job needs polling; an idle page without a ``run_every`` fragment costs the server
+    nothing between interactions (with several sessions open that adds up) and avoids Streamlit's spurious
+    "Page not found" modal, which fragment reruns can raise on the first load of a deep link.
+    """
+    kw = {"seen_key": seen_key, "cancel_key": cancel_key, "text": text, "cancel_label": cancel_label,
+          "caption": caption, "on_done": on_done, "what": what}
+    job = state.job_manager().latest(kind)
+    if job is not None and job.running:
+        _polled(kind, **kw)
+    else:
+        _panel(kind, **kw)
+
+
+@st.fragment(run_every=1.0)
+def _polled(kind: str, **kw) -> None:
+    _panel(kind, **kw)
+
+
+def _panel(kind: str, *, seen_key: str, cancel_key: str, text: Callable[[JobStatus], str], cancel_label: str,
+           caption: str, on_done: Callable[[JobStatus], None] | None, what: str) -> None:
     mgr = state.job_manager()
     job = mgr.latest(kind)
     if job is None:

@@ -90,6 +90,8 @@ def _wait_for(page, locator, log: Path, what: str, timeout: float = 240_000) -> 
     try:
         locator.or_(problems).first.wait_for(timeout=timeout)
     except Exception as exc:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)  # pytest.fail is not an Exception
         pytest.fail(f"{what}: not shown within {timeout / 1000:.0f} s ({type(exc).__name__})\n"
                     f"server log:\n{_log_tail(log)}")
     if locator.count() == 0 and problems.count():
