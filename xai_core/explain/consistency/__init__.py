@@ -3,8 +3,10 @@
 Dong, Bao, Su & Zhu, "Towards Interpretable Deep Neural Networks by Leveraging Adversarial Examples"
 (arXiv 1901.09035); METHODS section 7. Layers, pure to impure: :mod:`.config`, :mod:`.concepts`
 (concept spaces, the similarity matrix, closed-form chance level), :mod:`.attack` (FGSM / PGD in dB),
-:mod:`.consistency` (every unit of every layer, real vs adversarial), :mod:`.robust` (the
-consistent-loss training, a classifier bundle like any other), :mod:`.viz`, :mod:`.cli`.
+:mod:`.consistency` (every unit of every layer, real vs adversarial, and the agreement of the two),
+:mod:`.robust` (the consistent-loss training, a classifier bundle like any other), :mod:`.listen` (does
+an attack survive resynthesis?), :mod:`.data` (concept sets, comparing classifiers), :mod:`.serial`
+(results as files: the run store's ``consistency`` runs), :mod:`.viz`, :mod:`.cli`.
 """
 
 from xai_core.explain.consistency.attack import (
