@@ -230,3 +230,31 @@ class TensorExcerpts:
 
     def sample(self, batch: int, *, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return self.take(self.draw(batch, generator=generator))
+
+
+def excerpt_source(data, *, frames: int, device: torch.device) -> ExcerptPool | TensorExcerpts:
+    """Training excerpts from tracks (a corpus split), a reference set or excerpt tensors.
+
+    ``data``: a sequence of :class:`~xai_core.train.data.Track` (random excerpts centred on any
+    frame), a :class:`~xai_core.assets.ReferenceSet`, ``(logmel (N, T, M), labels (N,))``, or an
+    existing pool. Raises :class:`DataError` when it holds no excerpt.
+    """
+    if isinstance(data, (ExcerptPool, TensorExcerpts)):
+        if data.width != frames:
+            raise DataError(f"excerpts are {data.width} frames wide, the classifier takes {frames}")
+        return data
+    from xai_core.assets import ReferenceSet
+
+    if isinstance(data, ReferenceSet):
+        if data.logmel.shape[1] != frames:
+            raise DataError(f"reference excerpts have {data.logmel.shape[1]} frames, the classifier takes {frames}")
+        return TensorExcerpts(data.logmel, data.labels, device=device)
+    if isinstance(data, tuple) and len(data) == 2:
+        src = TensorExcerpts(*data, device=device)
+        if src.width != frames:
+            raise DataError(f"excerpts are {src.width} frames wide, the classifier takes {frames}")
+        return src
+    tracks = list(data)
+    if not tracks or not all(isinstance(t, Track) for t in tracks):
+        raise DataError("no training data: give labelled tracks, a reference set or (logmel, labels)")
+    return ExcerptPool(tracks, width=frames, device=device)

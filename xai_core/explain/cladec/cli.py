@@ -6,18 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
+from xai_core.cliargs import names as _names
 from xai_core.errors import ParameterError
 
 HELP = ("ClaDec (Schneider & Vlachos): decoders that reconstruct the input from one layer's activations "
         "of the frozen classifier, against a reference auto-encoder (RefAE: same architecture, trained end to "
         "end on reconstruction alone) and a decoder of a randomly re-initialised classifier (the floor).")
-
-
-def _names(text: str) -> tuple[str, ...]:
-    out = tuple(t.strip() for t in text.split(",") if t.strip())
-    if not out:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of names")
-    return out
 
 
 def _bar(desc: str):

@@ -24,16 +24,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from xai_core.assets import ReferenceSet
 from xai_core.checkpoints import Bundle, default_provenance
 from xai_core.device import out_of_memory_as_error, resolve_device
-from xai_core.errors import DataError, ParameterError
+from xai_core.errors import ParameterError
 from xai_core.explain.cladec.bundle import DecoderBundle
 from xai_core.explain.cladec.config import CladecConfig
 from xai_core.explain.cladec.decoder import DecoderConfig, LayerDecoder
 from xai_core.models.hooks import forward_until, frozen
 from xai_core.models.svdnet import SVDNet
-from xai_core.train.data import ExcerptPool, TensorExcerpts, Track
+from xai_core.train.data import excerpt_source
 from xai_core.train.loop import Progress, resume_state, rng_state, run_loop, save_checkpoint, set_rng_state
 
 ENCODER_SEED_OFFSET = 7919  # RefAE / random encoders: initialised from seed + this (not the decoder's stream)
@@ -44,27 +43,6 @@ def check_classifier(classifier: Bundle) -> None:
         raise ParameterError(f"expected a classifier bundle, got a {classifier.kind!r} bundle")
     if classifier.normaliser is None:
         raise ParameterError(f"classifier {classifier.name} has no normaliser statistics")
-
-
-def excerpt_source(data, *, frames: int, device: torch.device) -> ExcerptPool | TensorExcerpts:
-    """Training excerpts from tracks (a corpus split), a reference set or excerpt tensors.
-
-    ``data``: a sequence of :class:`~xai_core.train.data.Track` (random excerpts centred on any
-    frame), a :class:`~xai_core.assets.ReferenceSet`, ``(logmel (N, T, M), labels (N,))``, or an
-    existing pool. Raises :class:`DataError` when it holds no excerpt.
-    """
-    if isinstance(data, (ExcerptPool, TensorExcerpts)):
-        return data
-    if isinstance(data, ReferenceSet):
-        if data.logmel.shape[1] != frames:
-            raise DataError(f"reference excerpts have {data.logmel.shape[1]} frames, the classifier takes {frames}")
-        return TensorExcerpts(data.logmel, data.labels, device=device)
-    if isinstance(data, tuple) and len(data) == 2:
-        return TensorExcerpts(*data, device=device)
-    tracks = list(data)
-    if not tracks or not all(isinstance(t, Track) for t in tracks):
-        raise DataError("no training data: give labelled tracks, a reference set or (logmel, labels)")
-    return ExcerptPool(tracks, width=frames, device=device)
 
 
 def _encoder(classifier: Bundle, config: CladecConfig, dev: torch.device) -> SVDNet | None:
@@ -103,8 +81,6 @@ def train_decoder(classifier: Bundle, data, config: CladecConfig, *, device: str
     dev = resolve_device(device)
     arch = classifier.model.config
     src = excerpt_source(data, frames=arch.n_frames, device=dev)
-    if src.width != arch.n_frames:
-        raise DataError(f"excerpts are {src.width} frames wide, the classifier takes {arch.n_frames}")
     torch.manual_seed(config.seed)
     decoder = LayerDecoder(arch, DecoderConfig(layer=config.layer, width=config.width)).to(dev)
     encoder = _encoder(classifier, config, dev)

@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+from xai_core.cliargs import floats as _floats
+from xai_core.cliargs import names as _names
 from xai_core.errors import ParameterError
 
 HELP = ("Neuron consistency under adversarial examples (Dong, Bao, Su & Zhu): a unit is interpretable when its "
@@ -15,23 +17,6 @@ HELP = ("Neuron consistency under adversarial examples (Dong, Bao, Su & Zhu): a 
 EPS_HELP = ("L-inf bound in dB of mel magnitude per time-frequency bin (default 1 dB: about the just-noticeable "
             "level difference; PGD changes every decision of the demo classifier on unseen songs there, 78 %% at "
             "0.25 dB, and half of those of its adversarially trained versions)")
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        out = tuple(float(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
-    if not out:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers")
-    return out
-
-
-def _names(text: str) -> tuple[str, ...]:
-    out = tuple(t.strip() for t in text.split(",") if t.strip())
-    if not out:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of names")
-    return out
 
 
 def _bar(desc: str):

@@ -35,7 +35,7 @@ import torch
 
 from xai_core.checkpoints import Bundle, default_provenance, model_identity
 from xai_core.device import out_of_memory_as_error, resolve_device
-from xai_core.errors import DataError, ParameterError
+from xai_core.errors import ParameterError
 from xai_core.explain.consistency.attack import (
     Progress,
     attack,
@@ -47,6 +47,7 @@ from xai_core.explain.consistency.config import AttackConfig, ConsistencyConfig,
 from xai_core.explain.consistency.consistency import neuron_consistency
 from xai_core.models.hooks import capture_activations
 from xai_core.models.svdnet import SVDNet
+from xai_core.train.data import excerpt_source
 from xai_core.train.loop import resume_state, rng_state, run_loop, save_checkpoint, set_rng_state
 
 
@@ -90,7 +91,7 @@ def train_robust(classifier: Bundle, data, config: RobustConfig = RobustConfig()
     ----------
     classifier : the base classifier bundle (never modified: a copy is trained)
     data : training excerpts: labelled tracks (a corpus split), a reference set or ``(logmel, labels)``
-        (see :func:`xai_core.explain.cladec.train.excerpt_source`)
+        (see :func:`xai_core.train.data.excerpt_source`)
     config : mu, layer, epsilon, attack steps, init, budget, seed
     checkpoint : written every ``config.checkpoint_every`` steps and at the end; ``resume`` continues it
         (same settings and base classifier, any ``steps``)
@@ -102,14 +103,10 @@ def train_robust(classifier: Bundle, data, config: RobustConfig = RobustConfig()
     Bundle of kind ``classifier`` on the CPU, in eval mode, with the base's MelConfig and normaliser and
     ``metrics["robust_training"]`` (final losses, seconds, steps)
     """
-    from xai_core.explain.cladec.train import excerpt_source
-
     check_classifier(classifier)
     dev = resolve_device(device)
     arch = classifier.model.config
     src = excerpt_source(data, frames=arch.n_frames, device=dev)
-    if src.width != arch.n_frames:
-        raise DataError(f"excerpts are {src.width} frames wide, the classifier takes {arch.n_frames}")
     torch.manual_seed(config.seed)
     model = copy.deepcopy(classifier.model).float()
     if config.init == "scratch":
