@@ -33,6 +33,11 @@
 #      (clean / robust error, consistency real vs adversarial, success rate against epsilon)
 #      -> OUT/concepts.safetensors, OUT/robust/{adversarial,consistent}.safetensors (float16), OUT/robust/eval.json
 #      ONLY=robust runs just this stage (like ONLY=cladec); ROBUST_STEPS (default 1000, about 11 min per model).
+#   8. depth maps: the conditional-GAN explainer of the shipped classifier's vocal logit, global and local SFT
+#      variants, EXPLAINER_STEPS steps each on the corpus's train split (held-out evaluation on its test split),
+#      then the deletion/insertion table of every map and the model-randomisation check on 64 test excerpts
+#      -> OUT/explainers/{global,local}.safetensors (float16), OUT/explainers/eval.json
+#      ONLY=explainers runs just this stage; EXPLAINER_STEPS (default 1500, about 0.7 s each on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -50,9 +55,10 @@ GAN_STEPS=${GAN_STEPS:-9000}
 CLADEC_STEPS=${CLADEC_STEPS:-1000}  # steps per decoder (12 decoders; about 2 min each on 2 cores)
 CLADEC_EVAL_STEPS=${CLADEC_EVAL_STEPS:-600}  # steps per retrained evaluation classifier (13 of them; 800 made the stage 45.4 min)
 ROBUST_STEPS=${ROBUST_STEPS:-1000}  # fine-tuning steps per robust classifier (about 0.65 s each on 2 cores)
+EXPLAINER_STEPS=${EXPLAINER_STEPS:-1500}  # steps per conditional-GAN explainer (about 0.7 s each on 2 cores)
 ONLY=${ONLY:-}
-if [[ -n "$ONLY" && "$ONLY" != cladec && "$ONLY" != robust ]]; then
-  echo "ONLY=$ONLY: only ONLY=cladec and ONLY=robust exist" >&2; exit 1
+if [[ -n "$ONLY" && "$ONLY" != cladec && "$ONLY" != robust && "$ONLY" != explainers ]]; then
+  echo "ONLY=$ONLY: only ONLY=cladec, ONLY=robust and ONLY=explainers exist" >&2; exit 1
 fi
 if [[ -n "$ONLY" ]]; then RESUME=1; fi
 CACHE=${CACHE:-$WORK/feature_cache}
@@ -140,9 +146,28 @@ robust_stages() {  # the concept set, two robust fine-tunings of the classifier 
     "$OUT/robust/"
   cp "$WORK/concepts.safetensors" "$OUT/concepts.safetensors"
 }
+explainer_stages() {  # the conditional-GAN explainers of the classifier in OUT, the faithfulness and sanity report
+  mkdir -p "$WORK/explainers"
+  local variant
+  for variant in global local; do
+    stage "explainer_$variant" "$WORK/explainers/$variant.safetensors" \
+      $X train explainer --classifier "$OUT/classifier.safetensors" --data "$WORK/corpus" --variant $variant \
+        --steps "$EXPLAINER_STEPS" --batch-size 16 --seed $SEED --checkpoint "$WORK/explainers/$variant.ckpt.pt" \
+        --resume --n-test 256 --float16 --out "$WORK/explainers/$variant.safetensors" --threads "$THREADS" \
+        --cache-dir "$CACHE"
+  done
+  stage explainer_eval "$WORK/explainers/eval.json" \
+    $X faithfulness --classifier "$OUT/classifier.safetensors" --data "$WORK/corpus" --split test --n 64 \
+      --seed $SEED --explainer "$WORK/explainers/global.safetensors" "$WORK/explainers/local.safetensors" \
+      --json "$WORK/explainers/eval.json" --threads "$THREADS" --cache-dir "$CACHE"
+  mkdir -p "$OUT/explainers"
+  rm -f "$OUT"/explainers/*.safetensors
+  cp "$WORK/explainers/global.safetensors" "$WORK/explainers/local.safetensors" "$WORK/explainers/eval.json" \
+    "$OUT/explainers/"
+}
 if [[ -n "$ONLY" ]]; then
   if [[ ! -f "$OUT/classifier.safetensors" ]]; then echo "ONLY=$ONLY needs $OUT/classifier.safetensors" >&2; exit 1; fi
-  if [[ "$ONLY" == cladec ]]; then cladec_stages; else robust_stages; fi
+  case "$ONLY" in cladec) cladec_stages ;; robust) robust_stages ;; explainers) explainer_stages ;; esac
   du -sh "$OUT"
   exit 0
 fi
@@ -198,6 +223,7 @@ $X eval classifier "$OUT/classifier.safetensors" --data "$WORK/heldout" --split 
   --key heldout_test "${COMMON[@]}" > "$WORK/eval_heldout_fp16.txt"
 cladec_stages
 robust_stages
+explainer_stages
 $X train report --classifier "$WORK/classifier.safetensors" --generator "$WORK/generator.safetensors" \
   --assets "$OUT" --heldout "$WORK/heldout" --timings "$TIMES" "${COMMON[@]}"
 du -sh "$OUT"

@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "xai_core.train.cli",
     "xai_core.explain.cladec.cli",
     "xai_core.explain.consistency.cli",
+    "xai_core.explain.depthmaps.cli",
 )
 
 

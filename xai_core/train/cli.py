@@ -197,6 +197,9 @@ def register(sub) -> None:
     from xai_core.explain.consistency.cli import register_train
 
     register_train(tsub)
+    from xai_core.explain.depthmaps.cli import register_train as register_explainer
+
+    register_explainer(tsub)
 
     x = tsub.add_parser("export", help="copy a bundle, optionally with float16 weights")
     x.add_argument("bundle", type=Path)

@@ -18,7 +18,6 @@ it is loaded next to (same weights identity): otherwise a :class:`CheckpointErro
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,13 +37,12 @@ from xai_core.checkpoints import (
 from xai_core.errors import CheckpointError, XaiError
 from xai_core.explain.cladec.config import VARIANTS, CladecConfig
 from xai_core.explain.cladec.decoder import DecoderConfig, LayerDecoder
+from xai_core.explain.common import check_arch, check_identity, need
 from xai_core.fileio import atomic_write_bytes
 from xai_core.models.hooks import forward_until
 from xai_core.models.svdnet import SVDNet, SVDNetConfig
 
 KIND = "decoder"
-MAX_ARCH = {"conv": 1024, "dense": 8192, "n_frames": 4096, "n_mels": 512}  # size bounds of a bundle's arch
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass
@@ -126,73 +124,37 @@ def save_decoder(path: str | Path, bundle: DecoderBundle, *, classifier: Bundle,
 
 # --------------------------------------------------------------------------- validation
 
-def _need(cond: bool, name: str, what: str) -> None:
-    if not cond:
-        raise CheckpointError(f"{name}: {what}")
-
-
-def _check_arch(arch: Any, name: str) -> SVDNetConfig:
-    _need(isinstance(arch, dict), name, f"'arch' must be a mapping, got {type(arch).__name__}")
-    known = set(SVDNetConfig.__dataclass_fields__)
-    _need(set(arch) <= known, name, f"unknown 'arch' keys {sorted(set(arch) - known)}")
-
-    def ints(key: str, n: int, hi: int) -> None:
-        v = arch.get(key)
-        if v is None:
-            return
-        _need(isinstance(v, list) and len(v) == n and all(isinstance(c, int) and not isinstance(c, bool)
-                                                          and 1 <= c <= hi for c in v),
-              name, f"'arch.{key}' must be {n} integers in [1, {hi}], got {v!r}")
-
-    ints("conv_channels", 4, MAX_ARCH["conv"])
-    ints("dense_units", 2, MAX_ARCH["dense"])
-    for key in ("n_frames", "n_mels"):
-        v = arch.get(key)
-        _need(v is None or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_ARCH[key]),
-              name, f"'arch.{key}' must be an integer in [1, {MAX_ARCH[key]}], got {v!r}")
-    for key, lo, hi in (("dropout", 0.0, 1.0), ("leak", 0.0, 1.0)):
-        v = arch.get(key)
-        _need(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v < hi),
-              name, f"'arch.{key}' must be a number in [{lo}, {hi}), got {v!r}")
-    try:
-        return SVDNetConfig.from_dict(arch)
-    except (XaiError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{name}: invalid classifier architecture: {exc}") from exc
-
-
 def check_decoder_meta(meta: Any, name: str) -> tuple[SVDNetConfig, DecoderConfig, CladecConfig]:
     """Validate a decoder bundle's metadata (types, ranges, sizes); nothing is allocated before."""
-    _need(isinstance(meta, dict), name, "metadata is not a mapping")
-    _need(meta.get("kind") == KIND, name, f"is a {meta.get('kind')!r} bundle, expected a {KIND!r} bundle")
-    _need(meta.get("variant") in VARIANTS, name, f"'variant' must be one of {list(VARIANTS)}, got "
+    need(isinstance(meta, dict), name, "metadata is not a mapping")
+    need(meta.get("kind") == KIND, name, f"is a {meta.get('kind')!r} bundle, expected a {KIND!r} bundle")
+    need(meta.get("variant") in VARIANTS, name, f"'variant' must be one of {list(VARIANTS)}, got "
           f"{meta.get('variant')!r}")
-    _need(meta.get("layer") in SVDNet.layer_names, name, f"'layer' must be one of {list(SVDNet.layer_names)}, "
+    need(meta.get("layer") in SVDNet.layer_names, name, f"'layer' must be one of {list(SVDNet.layer_names)}, "
           f"got {meta.get('layer')!r}")
     a = meta.get("alpha")
-    _need(isinstance(a, (int, float)) and not isinstance(a, bool) and 0 <= a < 1, name,
+    need(isinstance(a, (int, float)) and not isinstance(a, bool) and 0 <= a < 1, name,
           f"'alpha' must be a number in [0, 1), got {a!r}")
-    clf = meta.get("classifier")
-    _need(isinstance(clf, dict) and isinstance(clf.get("identity"), str) and bool(_HEX64.match(clf["identity"])),
-          name, "'classifier.identity' must be the 64-hex-digit identity of the classifier's weights")
-    arch = _check_arch(meta.get("arch"), name)
+    check_identity(meta, name)
+    arch = check_arch(meta.get("arch"), name)
     dec = meta.get("decoder")
-    _need(isinstance(dec, dict) and set(dec) <= set(DecoderConfig.__dataclass_fields__), name,
+    need(isinstance(dec, dict) and set(dec) <= set(DecoderConfig.__dataclass_fields__), name,
           f"'decoder' must be a mapping of {sorted(DecoderConfig.__dataclass_fields__)}, got {dec!r}")
     try:
         dcfg = DecoderConfig(**dec)
         tcfg = CladecConfig.from_dict(meta.get("train_config"))
     except (XaiError, TypeError) as exc:
         raise CheckpointError(f"{name}: invalid decoder configuration: {exc}") from exc
-    _need(dcfg.layer == meta["layer"] == tcfg.layer, name, "'layer', 'decoder.layer' and 'train_config.layer' differ")
-    _need(tcfg.variant == meta["variant"], name, "'variant' and 'train_config.variant' differ")
+    need(dcfg.layer == meta["layer"] == tcfg.layer, name, "'layer', 'decoder.layer' and 'train_config.layer' differ")
+    need(tcfg.variant == meta["variant"], name, "'variant' and 'train_config.variant' differ")
     for key in ("provenance", "metrics"):
-        _need(isinstance(meta.get(key, {}), dict), name, f"'{key}' must be a mapping")
+        need(isinstance(meta.get(key, {}), dict), name, f"'{key}' must be a mapping")
     return arch, dcfg, tcfg
 
 
 def _check_tensors(tensors: dict[str, torch.Tensor], name: str) -> None:
     for k, v in tensors.items():
-        _need(v.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64), name,
+        need(v.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64), name,
               f"tensor {k!r} has dtype {v.dtype}; only floating-point weights are accepted")
 
 
@@ -200,7 +162,7 @@ def decoder_from_parts(meta: dict, tensors: dict[str, torch.Tensor], *, name: st
                        path: Path | None = None) -> DecoderBundle:
     arch, dcfg, tcfg = check_decoder_meta(meta, name)
     if classifier is not None:
-        _need(classifier.model.config == arch, name,
+        need(classifier.model.config == arch, name,
               f"was trained for a classifier of architecture {arch.to_dict()}, the loaded classifier has "
               f"{classifier.model.config.to_dict()}")
     _check_tensors(tensors, name)
@@ -210,11 +172,11 @@ def decoder_from_parts(meta: dict, tensors: dict[str, torch.Tensor], *, name: st
     encoder = None
     enc_state = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}
     if meta["variant"] == "cladec":
-        _need(not enc_state, name, "a ClaDec bundle must not carry encoder weights (its encoder is the classifier)")
+        need(not enc_state, name, "a ClaDec bundle must not carry encoder weights (its encoder is the classifier)")
     else:
         encoder = SVDNet(arch)
         keys = _encoder_keys(encoder, meta["layer"])
-        _need(sorted(enc_state) == sorted(keys), name,
+        need(sorted(enc_state) == sorted(keys), name,
               f"encoder weights must be exactly {keys}, got {sorted(enc_state)}")
         full = encoder.state_dict()
         full.update(enc_state)

@@ -26,23 +26,16 @@ import torch.nn.functional as F
 
 from xai_core.checkpoints import Bundle, default_provenance
 from xai_core.device import out_of_memory_as_error, resolve_device
-from xai_core.errors import ParameterError
 from xai_core.explain.cladec.bundle import DecoderBundle
 from xai_core.explain.cladec.config import CladecConfig
 from xai_core.explain.cladec.decoder import DecoderConfig, LayerDecoder
+from xai_core.explain.common import check_classifier
 from xai_core.models.hooks import forward_until, frozen
 from xai_core.models.svdnet import SVDNet
 from xai_core.train.data import excerpt_source
 from xai_core.train.loop import Progress, resume_state, rng_state, run_loop, save_checkpoint, set_rng_state
 
 ENCODER_SEED_OFFSET = 7919  # RefAE / random encoders: initialised from seed + this (not the decoder's stream)
-
-
-def check_classifier(classifier: Bundle) -> None:
-    if classifier.kind != "classifier" or not isinstance(classifier.model, SVDNet):
-        raise ParameterError(f"expected a classifier bundle, got a {classifier.kind!r} bundle")
-    if classifier.normaliser is None:
-        raise ParameterError(f"classifier {classifier.name} has no normaliser statistics")
 
 
 def _encoder(classifier: Bundle, config: CladecConfig, dev: torch.device) -> SVDNet | None:

@@ -34,6 +34,7 @@ from xai_core.audio.config import MelConfig
 from xai_core.checkpoints import Bundle
 from xai_core.device import out_of_memory_as_error, resolve_device
 from xai_core.errors import CancelledError, ParameterError
+from xai_core.explain.common import check_classifier
 from xai_core.explain.consistency.config import AttackConfig, auto_batch, log_to_db
 from xai_core.models.hooks import frozen
 from xai_core.models.svdnet import SVDNet
@@ -53,14 +54,6 @@ def decision_threshold(classifier: Bundle) -> float:
 
     thr = bundle_threshold(classifier)
     return 0.5 if thr is None or not 0.0 < thr < 1.0 else float(thr)
-
-
-def check_classifier(classifier: Bundle) -> None:
-    if classifier.kind != "classifier" or not isinstance(classifier.model, SVDNet):
-        raise ParameterError(f"expected a classifier bundle, got a {classifier.kind!r} bundle")
-    if classifier.normaliser is None:
-        raise ParameterError(f"classifier {classifier.name} has no normaliser statistics: its input space "
-                             "(and so an epsilon in dB) is undefined")
 
 
 def check_excerpts(logmel: torch.Tensor, model: SVDNet, name: str = "excerpts") -> None:

@@ -1,0 +1,70 @@
+"""Checks shared by the explanation methods: the explained classifier, and the metadata of trained bundles.
+
+Every trained bundle (decoders, explainers, ...) records the architecture of the classifier it belongs to;
+:func:`check_arch` validates that record (types, ranges, sizes) before any module is built from it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from xai_core.checkpoints import Bundle
+from xai_core.errors import CheckpointError, ParameterError, XaiError
+from xai_core.models.svdnet import SVDNet, SVDNetConfig
+
+MAX_ARCH = {"conv": 1024, "dense": 8192, "n_frames": 4096, "n_mels": 512}  # size bounds of a bundle's arch
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_classifier(classifier: Bundle) -> None:
+    """Refuse anything but an SVDNet classifier bundle with normaliser statistics (its input space)."""
+    if classifier.kind != "classifier" or not isinstance(classifier.model, SVDNet):
+        raise ParameterError(f"expected a classifier bundle, got a {classifier.kind!r} bundle")
+    if classifier.normaliser is None:
+        raise ParameterError(f"classifier {classifier.name} has no normaliser statistics: its input space "
+                             "is undefined")
+
+
+def need(cond: bool, name: str, what: str) -> None:
+    """Raise :class:`CheckpointError` ``"name: what"`` unless ``cond``."""
+    if not cond:
+        raise CheckpointError(f"{name}: {what}")
+
+
+def check_identity(meta: dict, name: str) -> str:
+    """The 64-hex-digit ``classifier.identity`` of a bundle's metadata."""
+    clf = meta.get("classifier")
+    need(isinstance(clf, dict) and isinstance(clf.get("identity"), str) and bool(HEX64.match(clf["identity"])),
+         name, "'classifier.identity' must be the 64-hex-digit identity of the classifier's weights")
+    return clf["identity"]
+
+
+def check_arch(arch: Any, name: str) -> SVDNetConfig:
+    """A bundle's record of its classifier's architecture, validated before anything is built from it."""
+    need(isinstance(arch, dict), name, f"'arch' must be a mapping, got {type(arch).__name__}")
+    known = set(SVDNetConfig.__dataclass_fields__)
+    need(set(arch) <= known, name, f"unknown 'arch' keys {sorted(set(arch) - known)}")
+
+    def ints(key: str, n: int, hi: int) -> None:
+        v = arch.get(key)
+        if v is None:
+            return
+        need(isinstance(v, list) and len(v) == n and all(isinstance(c, int) and not isinstance(c, bool)
+                                                         and 1 <= c <= hi for c in v),
+             name, f"'arch.{key}' must be {n} integers in [1, {hi}], got {v!r}")
+
+    ints("conv_channels", 4, MAX_ARCH["conv"])
+    ints("dense_units", 2, MAX_ARCH["dense"])
+    for key in ("n_frames", "n_mels"):
+        v = arch.get(key)
+        need(v is None or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_ARCH[key]),
+             name, f"'arch.{key}' must be an integer in [1, {MAX_ARCH[key]}], got {v!r}")
+    for key, lo, hi in (("dropout", 0.0, 1.0), ("leak", 0.0, 1.0)):
+        v = arch.get(key)
+        need(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v < hi),
+             name, f"'arch.{key}' must be a number in [{lo}, {hi}), got {v!r}")
+    try:
+        return SVDNetConfig.from_dict(arch)
+    except (XaiError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{name}: invalid classifier architecture: {exc}") from exc
