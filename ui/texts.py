@@ -51,3 +51,10 @@ CONSISTENCY = (
     "x_adv together) keeps units consistent. Attack an excerpt and listen, compare consistency across depth, "
     "inspect one unit, or train a robust classifier."
 )
+DEPTHMAPS = (
+    "**Grad-CAM at every depth** (Selvaraju et al., ICCV 2017) shows which time-frequency regions drive the "
+    "vocal logit, as seen from each convolution and pooling layer; **cumulative averages** from the deepest layer "
+    "up are the representation of the network that the **conditional-GAN explainer** of Guna, Sikha & Benitez "
+    "(*Interpreting CNN predictions using conditional GANs*, KBS 2024) turns into one interpretation map. "
+    "Listen to the relevant part alone, and check every map against deletion curves and a randomised model."
+)

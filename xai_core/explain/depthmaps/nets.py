@@ -1,7 +1,8 @@
 """The conditional GAN of the explainer: an SFT generator (global or local) and a discriminator.
 
 Generator ``G(x, c) -> map``: ``x`` the normalised spectrogram ``(B, T, M)``, ``c`` the K cumulative
-Grad-CAM maps ``(B, K, T, M)`` (deepest first), output one interpretation map ``(B, T, M)`` in [0, 1].
+Grad-CAM maps ``(B, K, T, M)`` (deepest first), output one interpretation map ``(B, T, M)``
+(in [0, 1] in eval mode; unclamped while training).
 Spatial feature transform (Wang et al. 2018, SFT-GAN) layers modulate the generator's features:
 ``h * (1 + scale(z)) + shift(z)`` with ``scale`` and ``shift`` small 1x1 convolutions of the condition
 features ``z``.
@@ -14,7 +15,7 @@ Differences from the paper's networks, and why: the blocks run at half resolutio
 a bilinear upsampling with a full-resolution skip at the end) and are 32 channels wide with 1x1 SFT
 convolutions, rather than 16-32 full-resolution 64-channel blocks with 3x3 SFT convolutions, so that
 training both variants fits the demo budget on two CPU cores and one map costs a few milliseconds;
-the output is one scalar map through a sigmoid, not an RGB image; the discriminator ends in a real
+the output is one scalar map (linear, clamped to [0, 1] in use), not an RGB image; the discriminator ends in a real
 logit (the public code's one-unit softmax outputs 1 whatever its input, so its generator never
 receives an adversarial gradient).
 """
@@ -92,7 +93,7 @@ def _cond_net(n_in: int, width: int) -> nn.Sequential:
 
 
 class MapGenerator(nn.Module):
-    """``G(xn (B, T, M), cond (B, K, T, M)) -> map (B, T, M)`` in [0, 1] (see the module doc)."""
+    """``G(xn (B, T, M), cond (B, K, T, M)) -> map (B, T, M)``, in [0, 1] in eval mode (see the module doc)."""
 
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__()
@@ -130,7 +131,11 @@ class MapGenerator(nn.Module):
             trunk = block(trunk, zs[0] if len(zs) == 1 else zs[j])
         h = h + self.last_sft(trunk, zs[0] if len(zs) == 1 else zs[-1])
         up = F.interpolate(self.merge(h), size=xn.shape[1:], mode="bilinear", align_corners=False)  # (B, w/2, T, M)
-        return torch.sigmoid(self.out(F.leaky_relu(up + f0, LEAK)))[:, 0]  # (B, T, M)
+        out = self.out(F.leaky_relu(up + f0, LEAK))[:, 0]  # (B, T, M)
+        # Linear while training: a sigmoid output learns "all zero" within a few dozen steps (most of a Grad-CAM
+        # map is zero) and then saturates, with no gradient left to learn the rest (measured: L1 stuck at the
+        # all-zero level, 0.09, for 150 steps at any learning rate). Clamped to the maps' range [0, 1] in use.
+        return out if self.training else out.clamp(0.0, 1.0)
 
 
 class MapDiscriminator(nn.Module):
