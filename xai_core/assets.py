@@ -26,6 +26,7 @@ REFERENCE_FILE = "reference.safetensors"
 CLADEC_DIR = "cladec"  # ClaDec / RefAE / random-feature decoders of the demo classifier, and eval.json
 CONCEPTS_FILE = "concepts.safetensors"  # a concept-tagged excerpt set (neuron consistency)
 ROBUST_DIR = "robust"  # adversarially trained classifiers (plain, consistent loss) and their eval.json
+EXPLAINERS_DIR = "explainers"  # conditional-GAN explainers (global, local) and their eval.json
 
 
 def demo_dir() -> Path:
@@ -41,12 +42,13 @@ class DemoPaths:
     cladec: Path | None = None  # folder of decoder bundles
     concepts: Path | None = None  # concept-tagged excerpt set
     robust: Path | None = None  # folder of robust classifier bundles
+    explainers: Path | None = None  # folder of conditional-GAN explainer bundles
 
     @classmethod
     def at(cls, root: str | Path | None = None) -> DemoPaths:
         root = Path(root) if root is not None else demo_dir()
         return cls(root / CLASSIFIER_FILE, root / GENERATOR_FILE, root / REFERENCE_FILE, root / CLADEC_DIR,
-                   root / CONCEPTS_FILE, root / ROBUST_DIR)
+                   root / CONCEPTS_FILE, root / ROBUST_DIR, root / EXPLAINERS_DIR)
 
     def missing(self) -> list[Path]:
         return [p for p in (self.classifier, self.generator, self.reference) if not p.is_file()]
@@ -157,7 +159,29 @@ def make_tiny_demo(root: str | Path, *, seed: int = 0, n_reference: int = 24) ->
     ref.save(paths.reference)
     _tiny_decoders(paths, ref)
     _tiny_consistency(paths, ref)
+    _tiny_explainers(paths, ref)
     return paths
+
+
+def _tiny_explainers(paths: DemoPaths, ref: ReferenceSet) -> None:
+    """Global and local explainers of the tiny classifier's logit (2 steps each) and their checks."""
+    import json
+
+    from xai_core.checkpoints import load_bundle
+    from xai_core.explain.depthmaps import ExplainerConfig, FaithConfig, save_explainer, train_explainer
+    from xai_core.explain.depthmaps.faithfulness import evaluation_report
+
+    clf = load_bundle(paths.classifier, expected_kind="classifier")
+    paths.explainers.mkdir(parents=True, exist_ok=True)
+    exps = {}
+    for variant in ("global", "local"):
+        cfg = ExplainerConfig(variant=variant, k=2, steps=2, batch_size=2, width=4)
+        e = train_explainer(clf, (ref.logmel, ref.labels), cfg, device="cpu")
+        save_explainer(paths.explainers / f"{variant}.safetensors", e, classifier=clf)
+        exps[variant] = e
+    report = evaluation_report(clf, ref.logmel[:4], explainers=exps, config=FaithConfig(steps=4, n_random=1),
+                               sanity_n=2, data="4 random test excerpts (tiny test fixture)", device="cpu")
+    (paths.explainers / "eval.json").write_text(json.dumps(report, indent=1))
 
 
 def _tiny_consistency(paths: DemoPaths, ref: ReferenceSet) -> None:

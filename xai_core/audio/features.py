@@ -200,3 +200,20 @@ def excerpt_at(features: torch.Tensor, *, start: int, excerpt_frames: int, name:
         raise ParameterError(f"excerpt start frame {start} is outside [0, {t - excerpt_frames}] for {name} "
                              f"({t} frames)")
     return features[start:start + excerpt_frames]
+
+
+def excerpt_of_file(path, *, offset: float, mel: MelConfig, frames: int) -> torch.Tensor:
+    """The log-mel excerpt ``(frames, M)`` of an audio file starting ``offset`` seconds in (only that part is read).
+
+    Raises :class:`ParameterError` for a negative or infinite offset, a file too short for one excerpt after
+    ``offset``, and (through :func:`~xai_core.audio.io.load_audio`) unreadable or silent audio.
+    """
+    import math
+
+    from xai_core.audio.io import load_audio
+
+    if not (isinstance(offset, (int, float)) and math.isfinite(offset) and offset >= 0):
+        raise ParameterError(f"offset {offset!r} must be a finite number of seconds >= 0")
+    wave = load_audio(path, sample_rate=mel.sample_rate, offset=offset,
+                      duration=frames * mel.hop_length / mel.sample_rate + 0.2)
+    return excerpt_at(log_mel(wave, mel), start=0, excerpt_frames=frames, name=f"{path} from {offset} s")

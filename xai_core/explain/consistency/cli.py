@@ -92,8 +92,8 @@ def _attack(args) -> int:
     import torch
 
     from xai_core.assets import ReferenceSet
-    from xai_core.audio import load_audio, log_mel, mel_to_audio, write_wav
-    from xai_core.audio.features import excerpt_at
+    from xai_core.audio import mel_to_audio, write_wav
+    from xai_core.audio.features import excerpt_of_file
     from xai_core.explain.consistency import attack, success_curve
     from xai_core.explain.consistency.listen import reanalysed_logits
 
@@ -102,12 +102,7 @@ def _attack(args) -> int:
     cfg = _attack_config(args)
     frames = clf.model.config.n_frames
     if args.audio is not None:
-        if not args.offset >= 0 or args.offset == float("inf"):
-            raise ParameterError(f"--offset {args.offset} must be a finite number of seconds >= 0")
-        wave = load_audio(args.audio, sample_rate=clf.mel.sample_rate, offset=args.offset,
-                          duration=frames * clf.mel.hop_length / clf.mel.sample_rate + 0.2)
-        x = excerpt_at(log_mel(wave, clf.mel), start=0, excerpt_frames=frames,
-                       name=f"{args.audio} from {args.offset} s")[None]  # (1, T, M)
+        x = excerpt_of_file(args.audio, offset=args.offset, mel=clf.mel, frames=frames)[None]  # (1, T, M)
         labels, sources, tags = None, [f"{Path(args.audio).name}@{args.offset:.2f}"], {}
     else:
         ref = _concepts(args.excerpts_file)

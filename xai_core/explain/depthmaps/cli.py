@@ -54,11 +54,11 @@ def _inputs(args, clf):
     from xai_core.assets import DemoPaths, ReferenceSet
 
     if args.audio:
-        from xai_core.audio.features import logmel_excerpt_of_file
+        from xai_core.audio.features import excerpt_of_file
 
         xs, names = [], []
         for p in args.audio:
-            xs.append(logmel_excerpt_of_file(p, start=args.start, mel=clf.mel, frames=clf.model.config.n_frames))
+            xs.append(excerpt_of_file(p, offset=args.start, mel=clf.mel, frames=clf.model.config.n_frames))
             names.append(f"{Path(p).stem}@{args.start:g}s")
         return torch.stack(xs), names
     ref = ReferenceSet.load(args.reference or DemoPaths.at().reference)
@@ -107,8 +107,8 @@ def _gradcam(args) -> int:
 
 def _faithfulness(args) -> int:
     from xai_core.explain.depthmaps.config import FaithConfig
-    from xai_core.explain.depthmaps.faithfulness import depth_map_faithfulness, format_table
-    from xai_core.explain.depthmaps.sanity import randomisation_check
+    from xai_core.explain.depthmaps.faithfulness import evaluation_report, format_table
+    from xai_core.explain.depthmaps.sanity import SanityResult
     from xai_core.progress import tqdm_progress
 
     clf, unit = _setup(args)
@@ -126,24 +126,15 @@ def _faithfulness(args) -> int:
     cfg = FaithConfig(steps=args.steps, n_random=args.n_random, seed=args.seed)
     bar = tqdm_progress("faithfulness")
     try:
-        faith = depth_map_faithfulness(clf, x, unit=unit, explainers=exps, config=cfg, device=args.device,
-                                       progress=bar)
+        report = evaluation_report(clf, x, unit=unit, explainers=exps, config=cfg, data=where, device=args.device,
+                                   sanity_n=0 if args.no_sanity else args.n_sanity, progress=bar)
     finally:
         bar.close()
-    report = {"classifier": clf.identity, "unit": unit.to_dict(), "data": where, "config": cfg.to_dict(),
-              "faithfulness": faith.table()}
     print(f"Deletion / insertion of {unit.label} on {where} (areas under the unit's curve over the share of "
           "bins removed / revealed; gain = better than a random order):")
-    print(format_table(faith.table()))
-    if not args.no_sanity:
-        bar = tqdm_progress("randomisation")
-        try:
-            san = randomisation_check(clf, x[:args.n_sanity], unit=unit, explainers=exps, seed=args.seed,
-                                      device=args.device, progress=bar)
-        finally:
-            bar.close()
-        report["sanity"] = san.to_dict()
-        print(san.format())
+    print(format_table(report["faithfulness"]))
+    if "sanity" in report:
+        print(SanityResult.format_dict(report["sanity"]))
     if args.json:
         from xai_core.fileio import atomic_write_bytes
 

@@ -186,3 +186,25 @@ def as_numpy(curves_: FaithCurves) -> dict[str, np.ndarray]:
     out["deletion/random"] = curves_.random_deletion.mean(0).numpy()
     out["insertion/random"] = curves_.random_insertion.mean(0).numpy()
     return out
+
+
+def evaluation_report(classifier: Bundle, logmel: torch.Tensor, *, unit: UnitSpec = UnitSpec(),
+                      explainers: Mapping = {}, config: FaithConfig = FaithConfig(),  # noqa: B006
+                      sanity_n: int = 32, data: str = "", device: str | torch.device | None = "auto",
+                      progress: Progress | None = None) -> dict:
+    """The checks of every depth map as one JSON-ready report (the CLI's ``faithfulness --json`` and the demo's
+    ``explainers/eval.json``): the deletion/insertion table and, with ``sanity_n > 0``, the randomisation check
+    on the first ``sanity_n`` excerpts."""
+    from xai_core.explain.depthmaps.sanity import randomisation_check
+
+    faith = depth_map_faithfulness(classifier, logmel, unit=unit, explainers=explainers, config=config, device=device,
+                                   progress=progress)
+    report = {"classifier": classifier.identity, "unit": unit.to_dict(), "data": data or f"{logmel.shape[0]} excerpts",
+              "config": config.to_dict(), "explainers": sorted(explainers), "faithfulness": faith.table(),
+              "curves": {k: [round(float(v), 4) for v in c] for k, c in as_numpy(faith).items()},
+              "fractions": [round(float(v), 4) for v in faith.fractions]}
+    if sanity_n > 0:
+        san = randomisation_check(classifier, logmel[:sanity_n], unit=unit, explainers=explainers, seed=config.seed,
+                                  device=device)
+        report["sanity"] = san.to_dict()
+    return report

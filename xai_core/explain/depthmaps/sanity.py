@@ -85,12 +85,16 @@ class SanityResult:
                 "fail_above": self.fail_above}
 
     def format(self) -> str:
+        return self.format_dict(self.to_dict())
+
+    @staticmethod
+    def format_dict(d: dict) -> str:
+        """A :meth:`to_dict` report as aligned text (CLI)."""
         lines = [f"Model randomisation (cascading from the top): Spearman correlation with the trained maps, "
-                 f"fails above {self.fail_above:g} once every layer is random",
-                 f"{'map':28s} " + " ".join(f"{s.split('..')[-1]:>7s}" for s in self.stages) + "  verdict"]
-        v = self.verdict()
-        for k, m in self.mean().items():
-            lines.append(f"{k:28s} " + " ".join(f"{x:7.3f}" for x in m) + f"  {'passes' if v[k] else 'FAILS'}")
+                 f"fails above {d['fail_above']:g} once every layer is random",
+                 f"{'map':28s} " + " ".join(f"{s.split('..')[-1]:>7s}" for s in d["stages"]) + "  verdict"]
+        for k, m in d["mean_correlation"].items():
+            lines.append(f"{k:28s} " + " ".join(f"{x:7.3f}" for x in m) + f"  {'passes' if d['passes'][k] else 'FAILS'}")
         return "\n".join(lines)
 
 
