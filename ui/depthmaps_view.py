@@ -171,7 +171,8 @@ def sanity(clf_id: str, input_key: str, unit_dict: dict, names: tuple, _clf: Bun
                                device=state.DEVICE).to_dict()
 
 
-def show_checks(res, clf: Bundle, explainers: dict, input_key: str) -> None:
+def show_checks(res, clf: Bundle, explainers: dict, input_key: str) -> dict:
+    """Deletion/insertion curves and the randomisation check of this excerpt's maps; returns both (JSON-ready)."""
     key = (clf.identity, input_key, res.unit.to_dict(), tuple(explainers))
     fr, mean, table = curves(*key, clf, res)
     pick = st.multiselect("Curves", list(res.maps()), default=[res.layers[-1], f"cumulative {res.cumulative_names[-1]}"]
@@ -188,6 +189,7 @@ def show_checks(res, clf: Bundle, explainers: dict, input_key: str) -> None:
                "excerpts is below.")
     san = sanity(*key, clf, res, explainers)
     show_sanity(san)
+    return {"faithfulness": table, "sanity": san}
 
 
 def show_sanity(san: dict, *, title: str = "Model randomisation on this excerpt") -> None:
@@ -294,3 +296,45 @@ def job_panel() -> None:
                    caption="Training runs in the background: you may switch pages, reload or close this tab; a "
                            "cancelled training resumes from its checkpoint when started again with the same name.",
                    what="The last explainer training")
+
+
+def save_form(res, clf: Bundle, label: str, checks: dict | None) -> None:
+    """Keep this excerpt's maps (and the checks, when computed) in the run store."""
+    c1, c2 = st.columns([3, 1])
+    name = c1.text_input("Name (optional)", key="dm_save_name")
+    if c2.button("Save to the run store", key="dm_save",
+                 help="The maps of every depth, the explainers' maps and relevances, and the checks if they ran; "
+                      "reopen them from the Runs page."):
+        with display.errors_shown("Could not save"):
+            res.checks = checks or {}
+            rid = state.run_store().save_depthmaps(res, classifier=clf, input_label=label, name=name or None)
+            st.success(f"Saved as run `{rid}`.")
+
+
+def reopened():
+    """The depth-map run reopened from the Runs page in this session, if any (with a button to close it)."""
+    rid = st.session_state.get("dm_reopened")
+    if not rid:
+        return None
+    try:
+        res = state.run_store().load(rid)
+    except (XaiError, OSError) as exc:
+        st.error(f"Could not reopen run {rid}: {exc}")
+        st.session_state.pop("dm_reopened", None)
+        return None
+    c1, c2 = st.columns([5, 1])
+    c1.caption(f"Reopened from the run store: run `{rid}` ({state.run_store().info(rid)['config'].get('input', '')}).")
+    if c2.button("Close", key="dm_close_run"):
+        st.session_state.pop("dm_reopened", None)
+        st.rerun()
+    return res
+
+
+def show_stored(res, clf: Bundle) -> None:
+    """A stored run: its maps, relevances and the checks stored with it."""
+    show_maps(res, clf, "stored run")
+    checks = res.checks or {}
+    if checks.get("faithfulness"):
+        st.dataframe(pd.DataFrame(checks["faithfulness"]).set_index("map"), width="stretch")
+    if checks.get("sanity"):
+        show_sanity(checks["sanity"], title="Model randomisation, as stored")

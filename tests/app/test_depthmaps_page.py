@@ -36,6 +36,21 @@ def test_depthmaps_page_maps_listen_checks_and_training(open_page, app_env):
     assert any("Deletion gain" in c for c in texts(at.caption))
     verdicts = texts(at.success) + texts(at.error)
     assert any("randomis" in v for v in verdicts)
+    # kept in the run store with its checks, reopened from the Runs page
+    at.button(key="dm_save").click().run()
+    _no_exception(at)
+    assert any("Saved as run" in m for m in texts(at.success))
+    at.switch_page("pages/runs.py").run()
+    ids = at.multiselect(key="runs_chosen").options
+    assert len(ids) == 1 and ids[0].startswith("depthmaps-")
+    at.multiselect(key="runs_chosen").set_value(ids).run()
+    at.button[[b.label for b in at.button].index("Reopen")].click().run()
+    _no_exception(at)
+    at.switch_page("pages/depthmaps.py").run()  # AppTest runs the Runs page again after an in-app switch
+    assert any("Reopened from the run store" in c for c in texts(at.caption))
+    assert any("randomis" in v for v in texts(at.success) + texts(at.error))
+    at.button(key="dm_close_run").click().run()
+    assert not any("Reopened from the run store" in c for c in texts(at.caption))
     # another unit: the demo explainers explain the logit, so they are listed as not usable
     at.toggle(key="dm_unit_negate").set_value(True).run()
     _no_exception(at)

@@ -55,6 +55,30 @@ def export_result(result: AMResult | GridResult, out: Path, *, run_id: str, wav:
                   griffin_lim_iter: int = 100) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
+    if hasattr(result, "cumulative"):  # a depth-map run: every map as NPZ, the figure, the checks
+        import json
+
+        from xai_core.explain.depthmaps.viz import depth_maps_figure
+        from xai_core.fileio import atomic_write_bytes
+
+        np.savez_compressed(out / "depthmaps.npz", logmel=result.logmel.numpy(),
+                            **{k.replace(" ", "_"): v.numpy() for k, v in result.maps().items()})
+        files.append(out / "depthmaps.npz")
+        files.append(atomic_write_bytes(out / "depthmaps_summary.json", json.dumps(
+            {"summary": result.summary(), "checks": result.checks}, indent=1).encode()))
+        if png:
+            fig = depth_maps_figure(result, title=f"{run_id} · {result.unit.label}")
+            fig.savefig(out / "depthmaps.png", dpi=110)
+            files.append(out / "depthmaps.png")
+        if csv and result.checks.get("faithfulness"):
+            import io
+
+            buf = io.StringIO()
+            w = _csv.DictWriter(buf, fieldnames=list(result.checks["faithfulness"][0]))
+            w.writeheader()
+            w.writerows(result.checks["faithfulness"])
+            files.append(atomic_write_bytes(out / "faithfulness.csv", buf.getvalue().encode()))
+        return files
     if hasattr(result, "topk_real"):  # a consistency run: the per-unit table and the summary
         import json
 

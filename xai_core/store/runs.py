@@ -7,6 +7,7 @@ Layout under ``root`` (default ``$XAI_RUNS_DIR`` or ``./runs``)::
     <run id>/part-<dir>-<lr>-<lam>.safetensors   one finished grid group (all iteration counts)
     <run id>/eval.json               a ClaDec evaluation
     <run id>/consistency.safetensors a neuron-consistency result (scores, top-k, excerpts, adversarial versions)
+    <run id>/depthmaps.safetensors  Grad-CAM depth maps of one excerpt (every layer, cumulative, explainers) + checks
 
 Atomicity: array files are written to a temporary name and renamed; their database rows are
 inserted afterwards in one transaction. A run is marked ``complete`` only in the transaction that
@@ -290,6 +291,28 @@ class RunStore:
                          json.dumps(None), None, seconds, None))
         return run_id
 
+    # ---- depth maps ------------------------------------------------------------------------------
+    def save_depthmaps(self, result, *, classifier, input_label: str = "", name: str | None = None) -> str:
+        """Persist a :class:`~xai_core.explain.depthmaps.DepthMapResult` with its checks (``input_label``: where
+        the excerpt came from)."""
+        from xai_core.explain.depthmaps.serial import save_result
+
+        run_id = self._new_id("depthmaps")
+        folder = self.root / run_id
+        folder.mkdir(parents=True)
+        save_result(folder / "depthmaps.safetensors", result)
+        config = {"unit": result.unit.label, "input": input_label, "layers": list(result.layers),
+                  "explainers": list(result.gan), "k": len(result.kept)}
+        summary = {k: round(v, 4) for k, v in result.summary().items()}
+        if "sanity" in result.checks:
+            summary["sanity_fails"] = [k for k, ok in result.checks["sanity"]["passes"].items() if not ok]
+        with closing(self._connect()) as con, con:
+            con.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (run_id, "depthmaps", time.strftime("%Y-%m-%d %H:%M:%S"), "complete", name,
+                         json.dumps(config), json.dumps(summary), json.dumps(_model_info(classifier)),
+                         json.dumps(None), None, None, None))
+        return run_id
+
     def load(self, run_id: str):
         """An AM run as :class:`AMResult`; a grid as :class:`GridResult` (``status`` says if complete);
         a ClaDec evaluation as :class:`~xai_core.explain.cladec.CladecEvaluation`; a consistency run as
@@ -298,6 +321,10 @@ class RunStore:
         from safetensors.torch import load_file
 
         row = self._row(run_id)
+        if row["kind"] == "depthmaps":
+            from xai_core.explain.depthmaps.serial import load_result as load_depthmaps
+
+            return load_depthmaps(self.root / run_id / "depthmaps.safetensors")
         if row["kind"] == "consistency":
             from xai_core.explain.consistency.serial import load_result
 

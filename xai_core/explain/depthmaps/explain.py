@@ -47,6 +47,7 @@ class DepthMapResult:
     value: torch.Tensor  # (B,) the explained unit's value
     gan: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (B, T, M)
     relevance: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (B, K)
+    checks: dict = field(default_factory=dict)  # faithfulness table / randomisation check, when computed and kept
 
     @property
     def cumulative_names(self) -> list[str]:
