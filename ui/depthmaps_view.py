@@ -127,9 +127,8 @@ def show_maps(res, clf: Bundle, label: str) -> None:
     st.dataframe(pd.DataFrame({"layer": res.layers, "map maximum before normalising": res.peak[0].numpy()}).T,
                  width="stretch")
     if res.relevance:
-        names = res.cumulative_names
-        rel = {n: (r[0] / r[0].sum().clamp_min(1e-12)).tolist() for n, r in res.relevance.items()}
-        st.plotly_chart(relevance_figure(names, rel, title="Per-depth relevance: how much the explainer's map "
+        rel = {n: (res.conditions[n], (r[0] / r[0].sum().clamp_min(1e-12)).tolist()) for n, r in res.relevance.items()}
+        st.plotly_chart(relevance_figure(rel, title="Per-depth relevance: how much the explainer's map "
                                          "changes when one condition map is dropped"), width="stretch")
         first_last = {n: float(r[0][0] / r[0][-1].clamp_min(1e-12)) for n, r in res.relevance.items()}
         st.caption("The paper finds the first and the last layers about equally important. Here, first "

@@ -122,7 +122,7 @@ def test_pages_in_a_real_browser(server):
             page.get_by_role("heading", name="Models").first.wait_for()
             _settle(page)
             nav = page.locator('[data-testid="stSidebarNav"] a')
-            assert nav.count() == 7, [nav.nth(i).inner_text() for i in range(nav.count())]
+            assert nav.count() == 8, [nav.nth(i).inner_text() for i in range(nav.count())]
             page.locator("audio").first.wait_for()
             _settle(page)
             page.screenshot(path=str(ARTIFACTS / "1_models.png"), full_page=True)
@@ -208,6 +208,22 @@ def test_pages_in_a_real_browser(server):
             _settle(page)
             assert page.locator(".js-plotly-plot").count() >= 1
             page.screenshot(path=str(ARTIFACTS / "8_consistency.png"), full_page=True)
+            for bad in ("Traceback", "DeltaGenerator"):
+                assert page.get_by_text(bad).count() == 0
+
+            page.goto(server + "/depth-maps")
+            page.get_by_role("heading", name="Where does it listen?").first.wait_for()
+            _wait_for(page, page.get_by_text("first and the last layers"), log, "Where does it listen?: the maps")
+            _settle(page)
+            assert page.locator(".js-plotly-plot").count() >= 1  # per-depth relevance of the explainers
+            page.get_by_role("tab", name="Listen").click()
+            _wait_for(page, page.get_by_text("One common gain for the three clips"), log, "Where does it listen?: listen")
+            _settle(page)
+            assert page.locator("audio").count() == 3  # original, its relevant part, the rest
+            played = page.locator("audio").nth(1).evaluate(
+                "a => a.play().then(() => new Promise(r => setTimeout(() => r(a.currentTime), 700)))")
+            assert played > 0, "the relevant part did not play"
+            page.screenshot(path=str(ARTIFACTS / "9_depth_maps.png"), full_page=True)
             for bad in ("Traceback", "DeltaGenerator"):
                 assert page.get_by_text(bad).count() == 0
         except Exception:

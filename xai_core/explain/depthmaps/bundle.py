@@ -84,6 +84,7 @@ def save_explainer(path: str | Path, bundle: ExplainerBundle, *, classifier: Bun
     """Write ``bundle`` atomically; ``dtype`` (e.g. ``torch.float16``) is the storage type of the weights."""
     from safetensors.torch import save
 
+    bundle.check_classifier(classifier)
     tensors = {"generator." + k: (v.detach().cpu().to(dtype) if dtype is not None else v.detach().cpu()).contiguous()
                for k, v in bundle.generator.state_dict().items()}
     meta = {

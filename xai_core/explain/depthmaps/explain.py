@@ -48,6 +48,7 @@ class DepthMapResult:
     gan: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (B, T, M)
     relevance: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (B, K)
     checks: dict = field(default_factory=dict)  # faithfulness table / randomisation check, when computed and kept
+    conditions: dict[str, list[str]] = field(default_factory=dict)  # explainer -> names of its K condition maps
 
     @property
     def cumulative_names(self) -> list[str]:
@@ -65,7 +66,7 @@ class DepthMapResult:
         out = {"p_vocal": float(torch.sigmoid(self.logit).mean()), "unit_value": float(self.value.mean())}
         for name, rel in self.relevance.items():
             share = rel.mean(0) / rel.mean(0).sum().clamp_min(1e-12)
-            for j, cname in enumerate(self.cumulative_names):
+            for j, cname in enumerate(self.conditions[name]):
                 out[f"relevance/{name}/{cname}"] = float(share[j])
         return out
 
@@ -163,6 +164,7 @@ def explain(classifier: Bundle, logmel: torch.Tensor, *, unit: UnitSpec = UnitSp
                 cond = cumulative_maps(lm.maps, e.k)[0]  # (b, K_e, T, M)
                 g = generate(gens[name], xn, cond, batch=batch)
                 part.gan[name] = g.cpu()
+                part.conditions[name] = cumulative_names(lm.layers, e.kept)
                 if relevance:
                     part.relevance[name] = condition_relevance(gens[name], xn, cond, base=g, batch=batch).cpu()
             parts.append(part)
@@ -182,7 +184,7 @@ def _concat(parts: list[DepthMapResult]) -> DepthMapResult:
     return DepthMapResult(unit=p0.unit, logmel=cat("logmel"), layers=p0.layers, layer_maps=cat("layer_maps"),
                           peak=cat("peak"), kept=p0.kept, cumulative=cat("cumulative"), logit=cat("logit"),
                           value=cat("value"),
-                          gan={n: torch.cat([p.gan[n] for p in parts]) for n in p0.gan},
+                          gan={n: torch.cat([p.gan[n] for p in parts]) for n in p0.gan}, conditions=p0.conditions,
                           relevance={n: torch.cat([p.relevance[n] for p in parts]) for n in p0.relevance})
 
 
@@ -204,5 +206,5 @@ def evaluate_explainer(classifier: Bundle, explainer: ExplainerBundle, logmel: t
         "l1_constant": round(float((target - target.median()).abs().mean()), 5),
         "relevance": [round(float(v), 4) for v in share],
         "relevance_first_over_last": round(float(rel[0] / rel[-1].clamp_min(1e-12)), 3),
-        "condition_names": res.cumulative_names,
+        "condition_names": res.conditions["e"],
     }

@@ -29,7 +29,7 @@ def save_result(path: str | Path, res: DepthMapResult) -> Path:
         if n in res.relevance:
             t[f"relevance.{i}"] = res.relevance[n].float()
     meta = {"kind": KIND, "unit": res.unit.to_dict(), "layers": list(res.layers), "kept": list(res.kept),
-            "explainers": names, "checks": res.checks or {}}
+            "explainers": names, "conditions": res.conditions, "checks": res.checks or {}}
     blob = save({k: v.contiguous() for k, v in t.items()}, metadata={"vocal_xai": json.dumps(meta)})
     return atomic_write_bytes(Path(path), blob)
 
@@ -66,13 +66,20 @@ def load_result(path: str | Path) -> DepthMapResult:
                 raise ValueError(f"map of explainer {n!r} has shape {tuple(gan[n].shape)}")
             if f"relevance.{i}" in t:
                 rel[n] = t[f"relevance.{i}"].float()
+        conditions = meta.get("conditions") or {}
+        if not isinstance(conditions, dict) or any(not isinstance(v, list) or not all(isinstance(x, str) for x in v)
+                                                   for v in conditions.values()):
+            raise ValueError("conditions malformed")
+        for n, r in rel.items():
+            if tuple(r.shape) != (b, len(conditions.get(n, []))):
+                raise ValueError(f"relevance of explainer {n!r} has shape {tuple(r.shape)}")
         checks = meta.get("checks") or {}
         if not isinstance(checks, dict):
             raise ValueError("checks is not a mapping")
         res = DepthMapResult(unit=unit, logmel=t["logmel"].float(), layers=layers, layer_maps=t["layer_maps"].float(),
                              peak=t["peak"].float(), kept=kept, cumulative=t["cumulative"].float(),
                              logit=t["logit"].float(), value=t["value"].float(), gan=gan, relevance=rel,
-                             checks=checks)
+                             checks=checks, conditions={k: list(v) for k, v in conditions.items()})
         return res
     except (OSError, SafetensorError, ValueError, KeyError, TypeError, IndexError, json.JSONDecodeError) as exc:
         raise ParameterError(f"{path}: not a readable depth-map result ({exc})") from exc

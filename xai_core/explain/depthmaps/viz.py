@@ -76,11 +76,12 @@ def depth_maps_figure(res, *, index: int = 0, cfg: MelConfig = MelConfig(), titl
     return maps_grid_figure(x, rows, cfg=cfg, title=title)
 
 
-def relevance_figure(names: Sequence[str], relevance: Mapping[str, Sequence[float]], *,
+def relevance_figure(relevance: Mapping[str, tuple[Sequence[str], Sequence[float]]], *,
                      title: str | None = None) -> go.Figure:
-    """Bars of each explainer's per-depth relevance (shares summing to 1), conditions deepest first."""
+    """Bars of each explainer's per-depth relevance (shares summing to 1): explainer -> (its condition names,
+    deepest first; their shares)."""
     fig = go.Figure()
-    for name, vals in relevance.items():
+    for name, (names, vals) in relevance.items():
         vals = [float(v) for v in vals]
         if len(vals) != len(names):
             raise ParameterError(f"explainer {name!r} has {len(vals)} relevances for {len(names)} conditions")
