@@ -117,19 +117,20 @@ def depth_maps(clf_id: str, input_key: str, unit_dict: dict, names: tuple, _clf:
                    device=state.DEVICE)
 
 
-def show_maps(res, clf: Bundle, label: str) -> None:
+def show_maps(res, clf: Bundle, label: str, *, key: str = "dm_live") -> None:
     p = float(torch.sigmoid(res.logit[0]))
     st.caption(f"p(vocal) {p:.2f} · {res.unit.label} = {float(res.value[0]):.3f}. Top row: each layer's Grad-CAM "
                "(shallow → deep; each map divided by its own maximum, whose value is in the table below). Second "
                "row: cumulative averages from the deepest layer up (the explainer's conditions). Last row: the "
                "explainers' maps.")
     display.show_png(depth_maps_figure(res, cfg=clf.mel, title=label))
-    st.dataframe(pd.DataFrame({"layer": res.layers, "map maximum before normalising": res.peak[0].numpy()}).T,
+    st.dataframe(pd.DataFrame([res.peak[0].numpy()], columns=res.layers, index=["map maximum before normalising"]),
                  width="stretch")
     if res.relevance:
         rel = {n: (res.conditions[n], (r[0] / r[0].sum().clamp_min(1e-12)).tolist()) for n, r in res.relevance.items()}
         st.plotly_chart(relevance_figure(rel, title="Per-depth relevance: how much the explainer's map "
-                                         "changes when one condition map is dropped"), width="stretch")
+                                         "changes when one condition map is dropped"), width="stretch",
+                        key=f"{key}_relevance")
         first_last = {n: float(r[0][0] / r[0][-1].clamp_min(1e-12)) for n, r in res.relevance.items()}
         st.caption("The paper finds the first and the last layers about equally important. Here, first "
                    "(deepest only) / last (all layers down to the first) condition: "
@@ -180,7 +181,8 @@ def show_checks(res, clf: Bundle, explainers: dict, input_key: str) -> dict:
     for col, kind in ((c1, "deletion"), (c2, "insertion")):
         data = {n: mean[f"{kind}/{n}"] for n in pick} | {"random": mean[f"{kind}/random"]}
         col.plotly_chart(faithfulness_figure(fr, data, kind=kind, y_title=res.unit.label,
-                                             title=f"{kind.capitalize()} on this excerpt"), width="stretch")
+                                             title=f"{kind.capitalize()} on this excerpt"), width="stretch",
+                        key=f"dm_curve_{kind}")
     st.dataframe(pd.DataFrame(table).set_index("map"), width="stretch")
     st.caption("Areas under the curves over the share of bins (removed bins take the per-band training mean). "
                "Deletion gain = random area − map area, insertion gain = map area − random area: positive means "
@@ -191,9 +193,9 @@ def show_checks(res, clf: Bundle, explainers: dict, input_key: str) -> dict:
     return {"faithfulness": table, "sanity": san}
 
 
-def show_sanity(san: dict, *, title: str = "Model randomisation on this excerpt") -> None:
+def show_sanity(san: dict, *, title: str = "Model randomisation on this excerpt", key: str = "dm_sanity") -> None:
     st.plotly_chart(sanity_figure(san["stages"], san["mean_correlation"], fail_above=san["fail_above"], title=title),
-                    width="stretch")
+                    width="stretch", key=key)
     fails = [k for k, ok in san["passes"].items() if not ok]
     if fails:
         st.error("**Fails the randomisation check** (its maps hardly change when the classifier's weights are "
@@ -216,7 +218,7 @@ def show_shipped_evaluation(clf: Bundle) -> None:
     st.caption(f"The demo: {report['data']}.")
     st.dataframe(pd.DataFrame(report["faithfulness"]).set_index("map"), width="stretch")
     if "sanity" in report:
-        show_sanity(report["sanity"], title="Model randomisation on the demo's unseen excerpts")
+        show_sanity(report["sanity"], title="Model randomisation on the demo's unseen excerpts", key="dm_sanity_demo")
 
 
 def training_form(clf: Bundle, ref, unit: UnitSpec) -> None:
@@ -331,9 +333,9 @@ def reopened():
 
 def show_stored(res, clf: Bundle) -> None:
     """A stored run: its maps, relevances and the checks stored with it."""
-    show_maps(res, clf, "stored run")
+    show_maps(res, clf, "stored run", key="dm_stored")
     checks = res.checks or {}
     if checks.get("faithfulness"):
         st.dataframe(pd.DataFrame(checks["faithfulness"]).set_index("map"), width="stretch")
     if checks.get("sanity"):
-        show_sanity(checks["sanity"], title="Model randomisation, as stored")
+        show_sanity(checks["sanity"], title="Model randomisation, as stored", key="dm_sanity_stored")
