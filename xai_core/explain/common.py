@@ -68,3 +68,27 @@ def check_arch(arch: Any, name: str) -> SVDNetConfig:
         return SVDNetConfig.from_dict(arch)
     except (XaiError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{name}: invalid classifier architecture: {exc}") from exc
+
+
+def write_trained_bundle(path, tensors: dict, *, kind: str, classifier: Bundle, classifier_identity: str,
+                         train_config: dict, provenance: dict, metrics: dict, **fields: Any):
+    """Write a trained bundle (decoder, explainer, ...) atomically: ``tensors`` and the JSON metadata shared by
+    every trained kind (format, the explained classifier's architecture, mel settings and identity, the training
+    config, provenance, metrics) plus the kind's own ``fields``."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import save
+
+    from xai_core.checkpoints import FORMAT, FORMAT_VERSION, _json_default, default_provenance
+    from xai_core.fileio import atomic_write_bytes
+
+    meta = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, **fields,
+        "arch": classifier.model.config.to_dict(), "mel": classifier.mel.to_dict(),
+        "classifier": {"identity": classifier_identity, "preset": classifier.preset,
+                       "path": str(classifier.path) if classifier.path else None},
+        "train_config": train_config, "provenance": provenance or default_provenance(), "metrics": metrics,
+    }
+    blob = save(tensors, metadata={"vocal_xai": json.dumps(meta, default=_json_default)})
+    return atomic_write_bytes(Path(path), blob)

@@ -26,19 +26,14 @@ from typing import Any
 import torch
 
 from xai_core.checkpoints import (
-    FORMAT,
-    FORMAT_VERSION,
     Bundle,
-    _json_default,
     _load_state,
-    default_provenance,
     read_bundle_file,
 )
 from xai_core.errors import CheckpointError, XaiError
 from xai_core.explain.cladec.config import VARIANTS, CladecConfig
 from xai_core.explain.cladec.decoder import DecoderConfig, LayerDecoder
-from xai_core.explain.common import check_arch, check_identity, need
-from xai_core.fileio import atomic_write_bytes
+from xai_core.explain.common import check_arch, check_identity, need, write_trained_bundle
 from xai_core.models.hooks import forward_until
 from xai_core.models.svdnet import SVDNet, SVDNetConfig
 
@@ -98,7 +93,6 @@ def save_decoder(path: str | Path, bundle: DecoderBundle, *, classifier: Bundle,
                  dtype: torch.dtype | None = None) -> Path:
     """Write ``bundle`` atomically; ``dtype`` (e.g. ``torch.float16``) is the weights' storage type
     (loading casts back to float32)."""
-    from safetensors.torch import save
 
     def store(v: torch.Tensor) -> torch.Tensor:
         v = v.detach().cpu()
@@ -108,18 +102,10 @@ def save_decoder(path: str | Path, bundle: DecoderBundle, *, classifier: Bundle,
     if bundle.encoder is not None:
         state = bundle.encoder.state_dict()
         tensors.update({"encoder." + k: store(state[k]) for k in _encoder_keys(bundle.encoder, bundle.layer)})
-    meta = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "kind": KIND,
-        "variant": bundle.variant, "layer": bundle.layer, "alpha": bundle.alpha,
-        "decoder": bundle.decoder.config.to_dict(), "arch": classifier.model.config.to_dict(),
-        "mel": classifier.mel.to_dict(),
-        "classifier": {"identity": bundle.classifier_identity, "preset": classifier.preset,
-                       "path": str(classifier.path) if classifier.path else None},
-        "train_config": bundle.config.to_dict(),
-        "provenance": bundle.provenance or default_provenance(), "metrics": bundle.metrics,
-    }
-    blob = save(tensors, metadata={"vocal_xai": json.dumps(meta, default=_json_default)})
-    return atomic_write_bytes(Path(path), blob)
+    return write_trained_bundle(
+        path, tensors, kind=KIND, classifier=classifier, classifier_identity=bundle.classifier_identity,
+        train_config=bundle.config.to_dict(), provenance=bundle.provenance, metrics=bundle.metrics,
+        variant=bundle.variant, layer=bundle.layer, alpha=bundle.alpha, decoder=bundle.decoder.config.to_dict())
 
 
 # --------------------------------------------------------------------------- validation

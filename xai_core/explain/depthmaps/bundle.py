@@ -15,7 +15,6 @@ belongs to the classifier it is loaded next to (same weights identity).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,21 +22,16 @@ from typing import Any
 import torch
 
 from xai_core.checkpoints import (
-    FORMAT,
-    FORMAT_VERSION,
     Bundle,
-    _json_default,
     _load_state,
-    default_provenance,
     parse_bundle_bytes,
     read_bundle_file,
 )
 from xai_core.errors import CheckpointError, XaiError
-from xai_core.explain.common import check_arch, check_identity, need
+from xai_core.explain.common import check_arch, check_identity, need, write_trained_bundle
 from xai_core.explain.depthmaps.config import TARGETS, ExplainerConfig, UnitSpec
 from xai_core.explain.depthmaps.gradcam import depth_indices
 from xai_core.explain.depthmaps.nets import GeneratorConfig, MapGenerator
-from xai_core.fileio import atomic_write_bytes
 from xai_core.models.svdnet import SVDNet
 
 KIND = "explainer"
@@ -82,23 +76,14 @@ class ExplainerBundle:
 def save_explainer(path: str | Path, bundle: ExplainerBundle, *, classifier: Bundle,
                    dtype: torch.dtype | None = None) -> Path:
     """Write ``bundle`` atomically; ``dtype`` (e.g. ``torch.float16``) is the storage type of the weights."""
-    from safetensors.torch import save
-
     bundle.check_classifier(classifier)
     tensors = {"generator." + k: (v.detach().cpu().to(dtype) if dtype is not None else v.detach().cpu()).contiguous()
                for k, v in bundle.generator.state_dict().items()}
-    meta = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "kind": KIND,
-        "generator": bundle.generator.config.to_dict(), "unit": bundle.unit.to_dict(), "layers": list(bundle.layers),
-        "kept": list(bundle.kept), "target": bundle.target,
-        "arch": classifier.model.config.to_dict(), "mel": classifier.mel.to_dict(),
-        "classifier": {"identity": bundle.classifier_identity, "preset": classifier.preset,
-                       "path": str(classifier.path) if classifier.path else None},
-        "train_config": bundle.config.to_dict(),
-        "provenance": bundle.provenance or default_provenance(), "metrics": bundle.metrics,
-    }
-    blob = save(tensors, metadata={"vocal_xai": json.dumps(meta, default=_json_default)})
-    return atomic_write_bytes(Path(path), blob)
+    return write_trained_bundle(
+        path, tensors, kind=KIND, classifier=classifier, classifier_identity=bundle.classifier_identity,
+        train_config=bundle.config.to_dict(), provenance=bundle.provenance, metrics=bundle.metrics,
+        generator=bundle.generator.config.to_dict(), unit=bundle.unit.to_dict(), layers=list(bundle.layers),
+        kept=list(bundle.kept), target=bundle.target)
 
 
 def check_explainer_meta(meta: Any, name: str) -> tuple[GeneratorConfig, UnitSpec, ExplainerConfig]:
