@@ -22,31 +22,16 @@ import statistics
 import time
 
 import torch
+from common import classifier, sync
 
-from xai_core.audio.config import MelConfig
-from xai_core.audio.features import Normaliser
 from xai_core.audio.inversion import mel_to_audio
-from xai_core.checkpoints import Bundle, load_bundle, model_identity
 from xai_core.device import resolve_device
 from xai_core.explain.cladec import CladecConfig, decode, train_decoder
-from xai_core.models.svdnet import SVDNet
 from xai_core.viz import decoded_rows_figure
 
 LAYERS = ("conv2", "conv4", "fc1", "fc2")
 
 
-def _classifier(args) -> Bundle:
-    if args.classifier:
-        return load_bundle(args.classifier, expected_kind="classifier")
-    net = SVDNet(args.preset).eval()
-    norm = Normaliser.fit(-6 + 2 * torch.randn(256, 80))
-    return Bundle(kind="classifier", model=net, mel=MelConfig(), normaliser=norm, preset=args.preset,
-                  identity=model_identity(net))
-
-
-def _sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
 
 
 def main() -> None:
@@ -60,7 +45,7 @@ def main() -> None:
     if args.steps < 20:
         ap.error(f"--steps {args.steps}: give at least 20 (the timing runs between progress reports 10 steps apart)")
     dev = resolve_device(args.device)
-    clf = _classifier(args)
+    clf = classifier(args.classifier, args.preset)
     g = torch.Generator().manual_seed(0)
     data = (-6 + 2 * torch.randn(512, 115, 80, generator=g), (torch.rand(512, generator=g) > 0.5).float())
     model = clf.model.to(dev)
@@ -69,11 +54,11 @@ def main() -> None:
     def forward_ms(x: torch.Tensor, n: int = 20) -> float:
         with torch.no_grad():
             model(x)
-            _sync(dev)
+            sync(dev)
             t0 = time.perf_counter()
             for _ in range(n):
                 model(x)
-            _sync(dev)
+            sync(dev)
         return 1000 * (time.perf_counter() - t0) / n
 
     where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{torch.get_num_threads()} threads"
@@ -88,7 +73,7 @@ def main() -> None:
             marks = {}
 
             def prog(done, _t, _i, marks=marks):
-                _sync(dev)
+                sync(dev)
                 marks[done] = time.perf_counter()
 
             train_decoder(clf, data, cfg, device=dev, progress=prog)
@@ -113,12 +98,12 @@ def main() -> None:
         fwd1.append(forward_ms(one))
         t0 = time.perf_counter()
         res = decode(clf, decoders, x1, device=dev)
-        _sync(dev)
+        sync(dev)
         t1 = time.perf_counter()
         spec = torch.cat([res.logmel] + [res.recon[k] for k in res.keys])  # (9, T, M)
         with torch.no_grad():
             mel_to_audio(spec, cfg=clf.mel, n_iter=32)
-        _sync(dev)
+        sync(dev)
         t2 = time.perf_counter()
         rows = [[res.logmel[0]] + [res.recon[(layer, v)][0] for v in ("cladec", "refae")]
                 + [res.recon[(layer, "cladec")][0] - res.recon[(layer, "refae")][0]] for layer in LAYERS]

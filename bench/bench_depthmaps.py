@@ -20,39 +20,22 @@ import statistics
 import time
 
 import torch
+from common import classifier, sync
 
-from xai_core.audio.config import MelConfig
-from xai_core.audio.features import Normaliser
-from xai_core.checkpoints import Bundle, load_bundle, model_identity
 from xai_core.device import resolve_device
 from xai_core.explain.depthmaps.explain import generate
 from xai_core.explain.depthmaps.gradcam import cumulative_maps, layer_gradcam, spatial_layers
 from xai_core.explain.depthmaps.nets import GeneratorConfig, MapGenerator
 from xai_core.models.hooks import frozen
-from xai_core.models.svdnet import SVDNet
-
-
-def _classifier(args) -> Bundle:
-    if args.classifier:
-        return load_bundle(args.classifier, expected_kind="classifier")
-    net = SVDNet(args.preset).eval()
-    norm = Normaliser.fit(-6 + 2 * torch.randn(256, 80))
-    return Bundle(kind="classifier", model=net, mel=MelConfig(), normaliser=norm, preset=args.preset,
-                  identity=model_identity(net))
-
-
-def _sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
 
 
 def _time(fn, n: int, dev: torch.device) -> float:
     fn()
-    _sync(dev)
+    sync(dev)
     t0 = time.perf_counter()
     for _ in range(n):
         fn()
-    _sync(dev)
+    sync(dev)
     return 1000 * (time.perf_counter() - t0) / n
 
 
@@ -65,7 +48,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     dev = resolve_device(args.device)
-    clf = _classifier(args)
+    clf = classifier(args.classifier, args.preset)
     g = torch.Generator().manual_seed(0)
     x64 = clf.normaliser.apply(-6 + 2 * torch.randn(64, 115, 80, generator=g)).to(dev)
     where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{torch.get_num_threads()} threads"
