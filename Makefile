@@ -32,8 +32,8 @@ lint: $(VENV)/.installed-dev
 bench: $(VENV)/.installed
 	for f in bench/bench_*.py; do $(VPY) $$f || exit 1; done
 
-# Rebuild the bundled demo models from scratch (deterministic, CPU; about 2.5 h on 2 cores with the ClaDec and
-# robust-training and explainer stages; ONLY=cladec, ONLY=robust or ONLY=explainers rebuilds just those, about 40 min each).
+# Rebuild the bundled demo models from scratch (deterministic, CPU; about 3.5 h on 2 cores with the ClaDec,
+# robust-training and explainer stages; ONLY=cladec, ONLY=robust or ONLY=explainers rebuilds just those, 40-55 min each).
 demo-assets: $(VENV)/.installed
 	bash scripts/build_demo_assets.sh
 

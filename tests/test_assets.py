@@ -142,3 +142,39 @@ def test_readme_states_the_consistency_comparison():
         want = [ev["models"][n]["consistency"][k][layer] for n in names for k in ("real", "adv")]
         want += [ev["models"][n]["consistency"]["agreement"][layer] for n in names]
         assert [float(g) for g in found.groups()] == pytest.approx(want, abs=0.0051)
+
+
+def test_shipped_explainers_belong_to_the_shipped_classifier_and_the_readme_states_their_checks(demo):
+    from xai_core.explain.depthmaps import load_explainer
+
+    clf = demo[0]
+    folder = DemoPaths.at(BUNDLED_DEMO_DIR).explainers
+    text = (REPO_ROOT / "README.md").read_text()
+    for variant in ("global", "local"):
+        e = load_explainer(folder / f"{variant}.safetensors", classifier=clf)
+        assert e.variant == variant and e.k == 6 and e.unit.label == "logit[0]"
+        h = e.metrics["heldout"]
+        assert h["split"] == "test" and h["n_excerpts"] == 256  # songs the explainer was not trained on
+        found = re.search(rf"\| {variant} \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d. /]+) \| ([\d.]+) \|", text)
+        assert found, f"README has no held-out row for the {variant} explainer"
+        want = [h["l1"], h["l1_copy_first_condition"], h["l1_constant"]]
+        assert [float(g) for g in found.groups()[:3]] == pytest.approx(want, abs=0.00051)
+        assert [float(v) for v in found.group(4).split("/")] == pytest.approx(h["relevance"], abs=0.0051)
+        assert float(found.group(5)) == pytest.approx(h["relevance_first_over_last"], rel=0.01, abs=0.051)
+    ev = json.loads((folder / "eval.json").read_text())
+    assert ev["classifier"] == clf.identity and ev["explainers"] == ["global", "local"]
+    final = {k: v[-1] for k, v in ev["sanity"]["mean_correlation"].items()}
+    for row in ev["faithfulness"]:
+        name = row["map"]
+        if name not in final:  # the random references (blobs, bins): their own rows, without a verdict
+            assert re.search(rf"\| {name} \| {row['deletion_auc']:.2f} \| {row['insertion_auc']:.2f} \|", text), name
+            continue
+        found = re.search(rf"\| {re.escape(name)} \|" + r" (-?[\d.]+) \|" * 5 + r" ([\d.]+) % \| (-?[\d.]+) \| (\w+) \|",
+                          text)
+        assert found, f"README has no faithfulness row for {name}"
+        got = [float(g) for g in found.groups()[:7]]
+        want = [row["deletion_auc"], row["insertion_auc"], row["gap"], row["deletion_gain"], row["insertion_gain"]]
+        assert got[:5] == pytest.approx(want, abs=0.0051)  # areas to 2 decimals
+        assert got[5] == pytest.approx(100 * row["beats_random"], abs=0.51)
+        assert got[6] == pytest.approx(final[name], abs=0.0051)
+        assert found.group(8) == ("passes" if ev["sanity"]["passes"][name] else "fails")

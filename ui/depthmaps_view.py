@@ -162,7 +162,7 @@ def show_listen(res, clf: Bundle, *, gl_iters: int) -> None:
 def curves(clf_id: str, input_key: str, unit_dict: dict, names: tuple, _clf: Bundle, _res):
     f = faithfulness(_clf, _res.logmel, _res.maps(), unit=UnitSpec(**unit_dict), config=FaithConfig(n_random=5),
                      device=state.DEVICE)
-    return f.fractions.numpy(), as_numpy(f), f.table()
+    return f.fractions.numpy(), as_numpy(f), f.table(references=True)
 
 
 @st.cache_data(max_entries=8, show_spinner="Randomising the classifier layer by layer…")
@@ -179,15 +179,18 @@ def show_checks(res, clf: Bundle, explainers: dict, input_key: str) -> dict:
                           + [f"GAN {n}" for n in res.gan][:2], key="dm_curves")
     c1, c2 = st.columns(2)
     for col, kind in ((c1, "deletion"), (c2, "insertion")):
-        data = {n: mean[f"{kind}/{n}"] for n in pick} | {"random": mean[f"{kind}/random"]}
+        data = {n: mean[f"{kind}/{n}"] for n in pick} | {"random blobs": mean[f"{kind}/random"],
+                                                          "random bins": mean[f"{kind}/random bins"]}
         col.plotly_chart(faithfulness_figure(fr, data, kind=kind, y_title=res.unit.label,
                                              title=f"{kind.capitalize()} on this excerpt"), width="stretch",
                         key=f"dm_curve_{kind}")
     st.dataframe(pd.DataFrame(table).set_index("map"), width="stretch")
     st.caption("Areas under the curves over the share of bins (removed bins take the per-band training mean). "
-               "Deletion gain = random area − map area, insertion gain = map area − random area: positive means "
-               "the map ranks bins better than chance. One excerpt is noisy: the demo's table over 64 unseen "
-               "excerpts is below.")
+               "Gains are against random blobs (random maps with the coarse shape of deep Grad-CAM maps): deletion "
+               "gain = random area − map area, insertion gain = map area − random area, positive = better than "
+               "chance; gap = insertion − deletion area. Random single bins punch scattered holes the classifier "
+               "has never seen, which alone crash its logit: not a fair reference. One excerpt is noisy: the "
+               "demo's table over 64 unseen excerpts is below.")
     san = sanity(*key, clf, res, explainers)
     show_sanity(san)
     return {"faithfulness": table, "sanity": san}

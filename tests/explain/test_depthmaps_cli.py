@@ -134,10 +134,10 @@ def test_faithfulness_writes_the_table_and_the_sanity_check(tmp_path, tiny_demo_
     assert doc["classifier"] == clf.identity and doc["unit"] == {"layer": "logit", "index": 0, "sign": 1}
     assert doc["config"]["steps"] == 4 and doc["config"]["n_random"] == 1
     maps = SPATIAL + [f"cumulative {c}" for c in CUMULATIVE] + ["GAN local"]
-    assert [r["map"] for r in doc["faithfulness"]] == maps
+    assert [r["map"] for r in doc["faithfulness"]] == maps + ["random blobs", "random bins"]
     for r in doc["faithfulness"]:
         assert set(r) == {"map", "deletion_auc", "random_deletion_auc", "insertion_auc", "random_insertion_auc",
-                          "deletion_gain", "insertion_gain", "beats_random"}
+                          "deletion_gain", "insertion_gain", "beats_random", "gap"}
         assert r["deletion_gain"] == pytest.approx(r["random_deletion_auc"] - r["deletion_auc"], abs=2e-4)
         assert 0 <= r["beats_random"] <= 1
     assert doc["fractions"] == [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -151,7 +151,7 @@ def test_faithfulness_writes_the_table_and_the_sanity_check(tmp_path, tiny_demo_
                  str(report), *CPU]) == 0
     assert "Model randomisation" not in capsys.readouterr().out
     doc = json.loads(report.read_text())
-    assert "sanity" not in doc and len(doc["faithfulness"]) == 12
+    assert "sanity" not in doc and len(doc["faithfulness"]) == 12 + 2  # the maps, random blobs and bins
     # bad arguments
     assert main(["faithfulness", "--excerpts", "0", "--steps", "1", *CPU]) == 2
     assert "steps must be an integer in [2, 1000], got 1" in capsys.readouterr().err
@@ -236,7 +236,7 @@ def test_train_explainer_on_a_corpus_then_use_it(tmp_path, tiny_demo_dir, capsys
                  str(report), *CPU]) == 0
     doc = json.loads(report.read_text())
     assert doc["data"] == f"3 excerpts of the test split of {data}" and doc["explainers"] == ["local"]
-    assert doc["faithfulness"][-1]["map"] == "GAN local"
+    assert doc["faithfulness"][-3]["map"] == "GAN local"
 
 
 def test_gradcam_with_an_explainer_of_another_k(tmp_path, tiny_demo_dir, capsys):

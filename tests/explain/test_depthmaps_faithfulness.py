@@ -172,7 +172,8 @@ def test_faithfulness_table_signs_on_the_linear_model():
     cfg = FaithConfig(steps=N, n_random=3, seed=0)
     fc = faithfulness(clf, x, {"true": contrib, "reversed": -contrib}, config=cfg, device="cpu",
                       progress=lambda done, total, info: calls.append((done, total, info["map"])))
-    assert calls == [(1, 5, "true"), (2, 5, "reversed"), (3, 5, "random"), (4, 5, "random"), (5, 5, "random")]
+    assert calls == [(1, 8, "true"), (2, 8, "reversed")] + [(i, 8, "random blobs") for i in (3, 4, 5)] + \
+        [(i, 8, "random bins") for i in (6, 7, 8)]
     exp_del, exp_ins = _expected(contrib.double(), list(range(N + 1)))
     torch.testing.assert_close(fc.deletion["true"].double(), exp_del, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(fc.insertion["true"].double(), exp_ins, atol=1e-5, rtol=1e-5)
@@ -187,9 +188,15 @@ def test_faithfulness_table_signs_on_the_linear_model():
     assert t["deletion_auc"] < t["random_deletion_auc"] < r["deletion_auc"]
     assert t["deletion_gain"] == pytest.approx(t["random_deletion_auc"] - t["deletion_auc"], abs=2e-4)
     assert t["deletion_auc"] == pytest.approx(float(fc.auc(fc.deletion["true"]).mean()), abs=1e-4)
+    assert t["gap"] == pytest.approx(t["insertion_auc"] - t["deletion_auc"], abs=2e-4) and t["gap"] > 0 > r["gap"]
+    # the random orders as reference rows: blobs (the gains' reference, zero gain) and single bins
+    refs = {r["map"]: r for r in fc.table(references=True)}
+    assert list(refs) == ["true", "reversed", "random blobs", "random bins"]
+    assert refs["random blobs"]["deletion_gain"] == 0 and refs["random blobs"]["insertion_gain"] == 0
+    assert fc.scattered_deletion.shape == (3, N + 1)
     arrays = as_numpy(fc)
-    assert sorted(arrays) == ["deletion/random", "deletion/reversed", "deletion/true", "insertion/random",
-                              "insertion/reversed", "insertion/true"]
+    assert sorted(arrays) == ["deletion/random", "deletion/random bins", "deletion/reversed", "deletion/true",
+                              "insertion/random", "insertion/random bins", "insertion/reversed", "insertion/true"]
     assert all(a.shape == (N + 1,) for a in arrays.values())
     assert format_table(fc.table()).count("\n") == 2
     # seeded: the same again; another seed, other random orders
@@ -208,7 +215,7 @@ def test_faithfulness_refuses_bad_maps_and_can_be_cancelled():
     nan[0, 0, 0] = float("nan")
     with pytest.raises(ParameterError, match="map 'nan' contains non-finite"):
         faithfulness(clf, x, {"nan": nan}, device="cpu")
-    with pytest.raises(CancelledError, match="after 1 of 3"):
+    with pytest.raises(CancelledError, match="after 1 of 4"):  # 2 maps, 1 order of random blobs, 1 of bins
         faithfulness(clf, x, {"a": x, "b": x}, config=FaithConfig(steps=2, n_random=1), device="cpu",
                      progress=lambda done, total, info: False)
     assert count_hooks(clf.model) == 0 and all(p.requires_grad for p in clf.model.parameters())

@@ -94,8 +94,8 @@ def relevance_figure(relevance: Mapping[str, tuple[Sequence[str], Sequence[float
 
 def faithfulness_figure(fractions, curves: Mapping[str, Sequence[float]], *, kind: str = "deletion",
                         title: str | None = None, y_title: str = "vocal logit") -> go.Figure:
-    """Mean deletion (or insertion) curves: the unit against the share of bins removed (revealed), a random
-    order dotted."""
+    """Mean deletion (or insertion) curves: the unit against the share of bins removed (revealed); curves whose
+    name starts with "random" (the references) dotted."""
     fr = np.asarray(fractions, dtype=float)
     fig = go.Figure()
     for name, ys in curves.items():
@@ -103,7 +103,8 @@ def faithfulness_figure(fractions, curves: Mapping[str, Sequence[float]], *, kin
         if ys.shape != fr.shape:
             raise ParameterError(f"curve {name!r} has {ys.shape[0]} points for {fr.shape[0]} fractions")
         fig.add_trace(go.Scatter(x=fr, y=ys, mode="lines", name=name,
-                                 line=dict(dash="dot", color="black") if name == "random" else None,
+                                 line=dict(dash="dot", color="black" if name == "random bins" else "grey")
+                                 if name.startswith("random") else None,
                                  hovertemplate="%{x:.0%}: %{y:.3f}<extra>" + name + "</extra>"))
     verb = "removed" if kind == "deletion" else "revealed"
     fig.update_layout(title=title, xaxis_title=f"share of time-frequency bins {verb} (most relevant first)",
