@@ -32,7 +32,9 @@ def test_depthmaps_page_maps_listen_checks_and_training(open_page, app_env):
     assert any("The demo:" in c for c in texts(at.caption))
     at.toggle(key="dm_check").set_value(True).run()
     _no_exception(at)
-    assert any("Deletion gain" in c for c in texts(at.caption))
+    assert any("Gains are against random blobs" in c for c in texts(at.caption))
+    table = next(d.value for d in at.dataframe if "gap" in d.value.columns)
+    assert list(table.index)[-2:] == ["random blobs", "random bins"]
     verdicts = texts(at.success) + texts(at.error)
     assert any("randomis" in v for v in verdicts)
     # kept in the run store with its checks, reopened from the Runs page

@@ -71,3 +71,42 @@ def test_resume_refuses_other_config(tiny_bundles, tmp_path):
     other = GridConfig(**{**GRID.to_dict(), "lams": (0.5,)})
     with pytest.raises(ParameterError, match="another grid configuration"):
         run_grid(clf, gen, other, reference=ref, device="cpu", store=store, run_id=rid)
+
+
+def test_depthmaps_round_trip_checks_export_and_refusal(tiny_demo_dir, tiny_bundles, tmp_path):
+    import json
+
+    import numpy as np
+
+    from xai_core.explain.depthmaps import explain, load_explainers
+    from xai_core.explain.depthmaps.serial import load_result
+
+    clf, _, ref = tiny_bundles
+    exps, skipped = load_explainers(tiny_demo_dir / "explainers", classifier=clf)
+    assert sorted(exps) == ["global", "local"] and not skipped
+    res = explain(clf, ref.logmel[:1], explainers=exps, device="cpu")
+    res.checks = {"faithfulness": [{"map": "conv1", "deletion_auc": 0.1, "insertion_auc": 0.3}],
+                  "sanity": {"stages": ["logit"], "mean_correlation": {"conv1": [0.9]}, "passes": {"conv1": False},
+                             "fail_above": 0.5}}
+    store = RunStore(tmp_path / "runs")
+    rid = store.save_depthmaps(res, classifier=clf, input_label="reference excerpt 0", name="d")
+    row = store.list_runs()[0]
+    assert row["id"] == rid and row["kind"] == "depthmaps" and row["status"] == "complete"
+    assert row["summary"]["sanity_fails"] == ["conv1"] and "p_vocal" in row["summary"]
+    back = store.load(rid)
+    assert back.layers == res.layers and back.kept == res.kept and back.conditions == res.conditions
+    assert back.checks == res.checks and list(back.gan) == ["global", "local"]
+    torch.testing.assert_close(back.layer_maps, res.layer_maps, atol=5e-4, rtol=0)  # float16 maps in [0, 1]
+    torch.testing.assert_close(back.relevance["local"], res.relevance["local"])
+    assert torch.equal(back.logmel, res.logmel)
+    files = {p.name for p in store.export(rid, tmp_path / "out")}
+    assert files == {"depthmaps.npz", "depthmaps_summary.json", "depthmaps.png", "faithfulness.csv"}
+    arrays = np.load(tmp_path / "out" / "depthmaps.npz")
+    assert arrays["conv1"].shape == (1, 115, 80) and "GAN_global" in arrays  # (excerpts, T, M)
+    assert json.loads((tmp_path / "out" / "depthmaps_summary.json").read_text())["checks"] == res.checks
+    # a damaged file is refused with its reason, and nothing else in the store is touched
+    path = tmp_path / "runs" / rid / "depthmaps.safetensors"
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ParameterError, match="not a readable depth-map result"):
+        load_result(path)
+    assert store.list_runs()[0]["id"] == rid
