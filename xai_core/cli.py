@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "xai_core.explain.cladec.cli",
     "xai_core.explain.consistency.cli",
     "xai_core.explain.depthmaps.cli",
+    "xai_core.explain.sanity.cli",
 )
 
 
