@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 from ui import compute, display, state, texts, widgets
-from ui.am_view import show_result
+from ui.am_view import sanity_section, show_result
 from xai_core.actmax import run_am
 from xai_core.errors import XaiError
 from xai_core.viz import score_trace_figure
@@ -70,3 +70,6 @@ if results:
                                          title=f"response per step ({r.config.direction})"), key=f"tr_{r.config.direction}")
             show_result(r, clf, ld.reference, key=f"full_{r.config.direction}", gl_iters=display.FULL_GL_ITERS,
                         device=state.DEVICE)
+
+st.header("Sanity check: do the examples depend on the model?")
+sanity_section(clf, gen, ld.reference, cfgs)

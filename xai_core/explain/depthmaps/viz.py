@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from xai_core.audio.config import MelConfig
 from xai_core.errors import ParameterError
+from xai_core.explain.sanity.viz import sanity_figure  # noqa: F401  (the depth-map page's check uses it)
 from xai_core.viz import _set_mel_axis, colour_range
 
 
@@ -110,19 +111,4 @@ def faithfulness_figure(fractions, curves: Mapping[str, Sequence[float]], *, kin
     fig.update_layout(title=title, xaxis_title=f"share of time-frequency bins {verb} (most relevant first)",
                       xaxis_tickformat=".0%", yaxis_title=y_title, height=340, margin=dict(l=50, r=10, t=50, b=40),
                       legend=dict(orientation="h", y=-0.3))
-    return fig
-
-
-def sanity_figure(stages: Sequence[str], correlation: Mapping[str, Sequence[float]], *, fail_above: float,
-                  title: str | None = None) -> go.Figure:
-    """Mean rank correlation with the trained model's maps as more layers are randomised (from the top)."""
-    fig = go.Figure()
-    labels = [s.split("..")[-1] for s in stages]
-    for name, ys in correlation.items():
-        fig.add_trace(go.Scatter(x=labels, y=[float(v) for v in ys], mode="lines+markers", name=name,
-                                 hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>"))
-    fig.add_hline(y=fail_above, line_dash="dot", annotation_text="fails above", annotation_position="top left")
-    fig.update_layout(title=title, xaxis_title="randomised down to (cascading from the logit)",
-                      yaxis_title="Spearman ρ with the trained maps", yaxis_range=[-0.2, 1.05], height=360,
-                      margin=dict(l=50, r=10, t=50, b=40), legend=dict(orientation="h", y=-0.3))
     return fig
