@@ -36,9 +36,27 @@ from xai_core.models.hooks import capture_activations
 PAPER_K = 8  # the paper's number of condition maps on deeper networks
 
 
+_SHAPES: dict[tuple, dict[str, tuple[int, ...]]] = {}  # (model class, frozen architecture config) -> layer shapes
+
+
+def layer_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """``model.layer_shapes()``, remembered per architecture: it runs a forward pass, and every Grad-CAM call and
+    training step asks for it (a model without a hashable ``config`` is measured each time)."""
+    key = (type(model), getattr(model, "config", None))
+    try:
+        hash(key)
+    except TypeError:
+        key = (None, None)
+    if key[1] is None:
+        return model.layer_shapes()
+    if key not in _SHAPES:
+        _SHAPES[key] = model.layer_shapes()
+    return _SHAPES[key]
+
+
 def spatial_layers(model: nn.Module) -> list[str]:
     """The model's addressable layers with a time x frequency output, shallow to deep."""
-    shapes = model.layer_shapes()
+    shapes = layer_shapes(model)
     return [n for n in model.layer_names if len(shapes[n]) == 3]
 
 
@@ -70,7 +88,7 @@ def unit_output(out: torch.Tensor, unit: UnitSpec) -> torch.Tensor:
 
 def check_unit(model: nn.Module, unit: UnitSpec) -> int:
     """Raise unless ``unit`` exists in ``model``; return the number of units of its layer."""
-    shape = model.layer_shapes()[unit.layer]
+    shape = layer_shapes(model)[unit.layer]
     n = shape[0] if shape else 1
     if unit.index >= n:
         raise ParameterError(f"layer {unit.layer!r} has {n} units (0 to {n - 1}); unit {unit.index} does not exist")
