@@ -72,8 +72,10 @@ def sanity_section(clf: Bundle, gen: Bundle, ref: ReferenceSet | None, cfgs) -> 
                "model? Each copy runs the whole optimisation: 8 runs in all (about 8 s at 4 examples x 30 "
                "iterations on 2 CPU cores, 35 s at 8 x 100).")
     c1, c2, c3 = st.columns(3)
-    n = int(c1.number_input("Examples", 1, 64, 4, key="am_san_n"))
-    iters = int(c2.number_input("Iterations", 1, 5000, min(cfgs[0].n_iter, 30), key="am_san_iters"))
+    n = int(c1.number_input("Examples per model", 1, 64, 4, key="am_san_n",
+                               help="Kept examples per copy of the classifier"))
+    iters = int(c2.number_input("Iterations per model", 1, 5000, min(cfgs[0].n_iter, 30), key="am_san_iters",
+                                help="AM iterations on each copy of the classifier"))
     mgr = state.job_manager()
     if c3.button("Run the check in the background", key="am_san_run", disabled=bool(mgr.active(SANITY_JOB))):
         run_cfgs = [replace(c, n_examples=n, n_iter=iters) for c in cfgs]

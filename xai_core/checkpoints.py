@@ -34,7 +34,7 @@ from xai_core.models.svdnet import SVDNet, SVDNetConfig, svdnet_preset
 FORMAT = "vocal-xai-bundle"
 FORMAT_VERSION = 1
 KINDS = ("classifier", "generator")
-MAX_BUNDLE_BYTES = 2 * 1024**3  # refuse absurd files before reading them
+MAX_BUNDLE_BYTES = 512 * 1024**2  # refuse absurd files before reading them (= schema LIMITS)
 
 
 @dataclass
@@ -64,15 +64,19 @@ class Bundle:
         return self.path.name if self.path else f"{self.kind}:{self.preset or 'custom'}"
 
 
-def _build_model(kind: str, arch: dict) -> nn.Module:
+def _config(kind: str, arch: Any, name: str):
+    """The architecture config of a bundle, after its schema check and size bound (nothing allocated)."""
+    from xai_core.schema import check_classifier_size, check_generator_size, validate
+
+    if kind not in KINDS:
+        raise CheckpointError(f"{name}: unknown bundle kind {kind!r}; expected one of {KINDS}")
+    validate(arch, kind, name=name, where="arch")
     try:
-        if kind == "classifier":
-            return SVDNet(SVDNetConfig.from_dict(arch))
-        if kind == "generator":
-            return SpecGenerator(GeneratorConfig.from_dict(arch))
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"invalid {kind} architecture {arch}: {exc}") from exc
-    raise CheckpointError(f"unknown bundle kind {kind!r}; expected one of {KINDS}")
+        cfg = SVDNetConfig.from_dict(arch) if kind == "classifier" else GeneratorConfig.from_dict(arch)
+    except (XaiError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{name}: invalid {kind} architecture: {exc}") from exc
+    (check_classifier_size if kind == "classifier" else check_generator_size)(cfg, name=name)
+    return cfg
 
 
 def weights_identity(state: dict[str, torch.Tensor]) -> str:
@@ -159,42 +163,72 @@ def read_bundle_file(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     return parse_bundle_bytes(data, name=str(path), _load=load, _err=SafetensorError)
 
 
-def parse_bundle_bytes(data: bytes, *, name: str = "<bytes>", _load=None, _err=None):
-    """Like :func:`read_bundle_file` for in-memory data (uploads)."""
-    if _load is None:
-        from safetensors import SafetensorError as _err  # noqa: N813
-        from safetensors.torch import load as _load
-    try:
-        tensors = _load(data)
-        header_len = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8:8 + header_len])
-    except (_err, ValueError, UnicodeDecodeError, OverflowError) as exc:
+def _header(data: bytes, name: str) -> dict:
+    """The safetensors JSON header of ``data``, bounded before it is parsed."""
+    from xai_core.schema import LIMITS
+
+    if len(data) < 8:
+        raise CheckpointError(f"{name}: not a readable safetensors file ({len(data)} bytes is too short)")
+    n = int.from_bytes(data[:8], "little")
+    if n > len(data) - 8 or n > LIMITS["metadata_bytes"] + 1024**2:
         hint = ""
         if data[:1] == b"\x80" or data[:2] == b"PK":
             hint = ("; it looks like a pickle/zip PyTorch checkpoint: import it as a state dict "
                     "with an architecture preset instead (nothing in it was executed)")
-        raise CheckpointError(f"{name}: not a readable safetensors file ({exc}){hint}") from exc
-    raw = (header.get("__metadata__") or {}).get("vocal_xai")
+        raise CheckpointError(f"{name}: not a readable safetensors file (header of {n:,} bytes in a file of "
+                              f"{len(data):,}){hint}")
+    try:
+        header = json.loads(data[8:8 + n])
+    except RecursionError:
+        raise CheckpointError(f"{name}: safetensors header nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{name}: not a readable safetensors file (header: {exc})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{name}: not a readable safetensors file (header is not a JSON object)")
+    return header
+
+
+def parse_bundle_bytes(data: bytes, *, name: str = "<bytes>", _load=None, _err=None):
+    """Like :func:`read_bundle_file` for in-memory data (uploads).
+
+    The metadata is parsed and checked against :data:`xai_core.schema.BUNDLE_SCHEMA` (and a model's
+    architecture against its kind's schema and size limits) before a single tensor is read.
+    """
+    from xai_core.schema import parse_metadata, validate
+
+    if _load is None:
+        from safetensors import SafetensorError as _err  # noqa: N813
+        from safetensors.torch import load as _load
+    header = _header(data, name)
+    raw = header.get("__metadata__")
+    raw = raw.get("vocal_xai") if isinstance(raw, dict) else None
     if raw is None:
         raise CheckpointError(f"{name}: safetensors file without Vocal XAI metadata")
+    meta = parse_metadata(raw, name=name)
+    version = meta.get("format_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        raise CheckpointError(f"{name}: bundle format version {version} is newer than this program's "
+                              f"{FORMAT_VERSION}")
+    validate(meta, "bundle", name=name)
+    if meta["kind"] in KINDS:
+        _config(meta["kind"], meta["arch"], name)
     try:
-        meta = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{name}: corrupt bundle metadata ({exc})") from exc
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{name}: format {meta.get('format')!r} is not {FORMAT!r}")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{name}: bundle format version {meta.get('format_version')} is newer than "
-                              f"this program's {FORMAT_VERSION}")
-    for key in ("kind", "arch", "mel"):
-        if key not in meta:
-            raise CheckpointError(f"{name}: bundle metadata lacks {key!r}")
+        tensors = _load(data)
+    except (_err, ValueError, UnicodeDecodeError, OverflowError, RuntimeError, TypeError) as exc:
+        raise CheckpointError(f"{name}: not a readable safetensors file ({exc})") from exc
     return meta, tensors
 
 
-def _load_state(model: nn.Module, state: dict[str, torch.Tensor], name: str) -> None:
-    """Load strictly, with an error listing every missing, unexpected or mis-shaped key."""
-    expected = model.state_dict()
+def _few(items: list, n: int = 8) -> list:
+    return items if len(items) <= n else [*items[:n], f"... {len(items) - n} more"]
+
+
+def check_state(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor], name: str) -> None:
+    """Refuse ``state`` unless it has exactly the keys and shapes of ``expected`` (a model's state dict, which
+    may live on the ``meta`` device), floating weights where the model has them, finite and of sane magnitude
+    (:func:`xai_core.schema.check_tensor`)."""
+    from xai_core.schema import check_tensor
+
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
@@ -202,40 +236,108 @@ def _load_state(model: nn.Module, state: dict[str, torch.Tensor], name: str) -> 
     if missing or unexpected or shapes:
         parts = []
         if missing:
-            parts.append(f"missing keys {missing}")
+            parts.append(f"missing keys {_few(missing)}")
         if unexpected:
-            parts.append(f"unexpected keys {unexpected}")
+            parts.append(f"unexpected keys {_few(unexpected)}")
         if shapes:
-            parts.append(f"shape mismatches [{'; '.join(shapes)}]")
+            parts.append(f"shape mismatches [{'; '.join(_few(shapes))}]")
         raise CheckpointError(f"{name}: weights do not fit the architecture: " + ", ".join(parts))
-    for k, v in state.items():
-        if v.is_floating_point() and not torch.isfinite(v).all():
-            raise CheckpointError(f"{name}: tensor {k!r} contains non-finite values")
+    for k in sorted(state):
+        if expected[k].is_floating_point():
+            check_tensor(name, k, state[k])
+        elif state[k].dtype != expected[k].dtype:
+            raise CheckpointError(f"{name}: tensor {k!r} has dtype {state[k].dtype}, expected {expected[k].dtype}")
+
+
+def build_checked(factory, state: dict[str, torch.Tensor], name: str) -> nn.Module:
+    """Build ``factory()`` and load ``state`` into it, checking everything first.
+
+    The module is first built on the ``meta`` device (no memory) to count its parameters against
+    ``LIMITS["parameters"]`` and to compare names, shapes and dtypes with ``state`` (:func:`check_state`);
+    only a state that fits is then allocated for real. Returns the module in eval mode on the CPU.
+    """
+    from xai_core.schema import LIMITS
+
+    try:
+        with torch.device("meta"):
+            ghost = factory()
+    except (XaiError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{name}: invalid architecture: {exc}") from exc
+    expected = ghost.state_dict()
+    n = sum(t.numel() for t in expected.values())
+    if n > LIMITS["parameters"]:
+        raise CheckpointError(f"{name}: the architecture has {n:,} parameters, over the limit of "
+                              f"{int(LIMITS['parameters']):,}")
+    check_state(expected, state, name)
+    model = factory()
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+    return model.eval()
+
+
+def _load_state(model: nn.Module, state: dict[str, torch.Tensor], name: str) -> None:
+    """Load ``state`` strictly into a built ``model`` after :func:`check_state` (prefer :func:`build_checked`,
+    which checks before allocating)."""
+    expected = model.state_dict()
+    check_state(expected, state, name)
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
 
 
 def bundle_from_parts(meta: dict, tensors: dict[str, torch.Tensor], *, name: str,
                       path: Path | None = None, device: str | torch.device = "cpu") -> Bundle:
+    """A :class:`Bundle` from parsed metadata and tensors; everything is checked before the model is built."""
+    from xai_core.schema import validate
+
+    validate(meta, "bundle", name=name)
     kind = meta["kind"]
-    model = _build_model(kind, meta["arch"])
-    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    _load_state(model, state, name)
+    if kind not in KINDS:
+        raise CheckpointError(f"{name}: is a {kind!r} bundle, not a classifier or generator: load it where "
+                              f"{kind}s are loaded")
+    cfg = _config(kind, meta["arch"], name)
     try:
         mel = MelConfig.from_dict(meta["mel"])
     except XaiError as exc:
         raise CheckpointError(f"{name}: invalid MelConfig in bundle: {exc}") from exc
-    normaliser = None
-    if "normaliser.mean" in tensors:
-        try:
-            normaliser = Normaliser.from_tensors(tensors)
-        except (KeyError, XaiError) as exc:
-            raise CheckpointError(f"{name}: invalid normaliser: {exc}") from exc
-        if normaliser.n_mels != mel.n_mels:
-            raise CheckpointError(f"{name}: normaliser has {normaliser.n_mels} bands, MelConfig {mel.n_mels}")
+    if cfg.n_mels != mel.n_mels:
+        raise CheckpointError(f"{name}: the network has {cfg.n_mels} mel bands, its MelConfig makes {mel.n_mels}")
+    if kind == "classifier" and cfg.n_frames != mel.excerpt_frames:
+        raise CheckpointError(f"{name}: the network takes {cfg.n_frames}-frame excerpts, its MelConfig cuts "
+                              f"{mel.excerpt_frames}")
+    normaliser = _normaliser(tensors, mel, name)
+    extra = sorted(k for k in tensors if not k.startswith(("model.", "normaliser.")))
+    if extra:
+        raise CheckpointError(f"{name}: unexpected tensors {_few(extra)} (a bundle holds model.* and normaliser.*)")
+    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    model = build_checked(lambda: SVDNet(cfg) if kind == "classifier" else SpecGenerator(cfg), state, name)
     model.to(device).eval()
     return Bundle(kind=kind, model=model, mel=mel, normaliser=normaliser, preset=meta.get("preset"),
                   provenance=meta.get("provenance") or {}, metrics=meta.get("metrics") or {},
                   path=path, identity=model_identity(model))
+
+
+def _normaliser(tensors: dict[str, torch.Tensor], mel: MelConfig, name: str) -> Normaliser | None:
+    """The bundle's normaliser statistics, checked (floating, finite, ``std`` within ``LIMITS``)."""
+    from xai_core.schema import LIMITS, check_tensor
+
+    keys = {"normaliser.mean", "normaliser.std"}
+    present = keys & set(tensors)
+    if not present:
+        return None
+    if present != keys:
+        raise CheckpointError(f"{name}: normaliser needs both {sorted(keys)}, the file has only {sorted(present)}")
+    mean, std = tensors["normaliser.mean"], tensors["normaliser.std"]
+    check_tensor(name, "normaliser.mean", mean, max_abs=LIMITS["abs_mean"])
+    check_tensor(name, "normaliser.std", std, max_abs=LIMITS["std_max"])
+    if tuple(mean.shape) != (mel.n_mels,) or tuple(std.shape) != (mel.n_mels,):
+        raise CheckpointError(f"{name}: normaliser has shapes {tuple(mean.shape)} / {tuple(std.shape)}, the "
+                              f"MelConfig {mel.n_mels} bands")
+    low = float(std.float().min())
+    if low < LIMITS["std_min"]:
+        raise CheckpointError(f"{name}: normaliser std of {low:.3g} in some band; it must be at least "
+                              f"{LIMITS['std_min']:g}")
+    try:
+        return Normaliser.from_tensors(tensors)
+    except (KeyError, XaiError) as exc:
+        raise CheckpointError(f"{name}: invalid normaliser: {exc}") from exc
 
 
 def load_bundle(path: str | Path, *, device: str | torch.device = "cpu",
@@ -276,31 +378,64 @@ def import_state_dict(path: str | Path, *, kind: str, preset: str, mel: MelConfi
     Uses ``torch.load(weights_only=True)``: tensors and plain containers only, no code runs.
     A ``{"state_dict": ...}`` or ``{"model": ...}`` wrapper and a ``module.`` prefix are accepted.
     """
-    import pickle
+    path = Path(path)
+    if kind not in KINDS:
+        raise CheckpointError(f"unknown kind {kind!r}; expected one of {KINDS}")
+    obj = load_torch_file(path, what="PyTorch state dict")
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                      for k, v in obj.items()):
+        raise CheckpointError(f"{path}: does not hold a state dict of named tensors")
+    state = {k.removeprefix("module."): v for k, v in obj.items()}
+    try:
+        cfg = svdnet_preset(preset) if kind == "classifier" else generator_preset(preset)
+    except XaiError as exc:
+        raise CheckpointError(str(exc)) from exc
+    model = build_checked(lambda: SVDNet(cfg) if kind == "classifier" else SpecGenerator(cfg), state, str(path))
+    if normaliser is not None and normaliser.n_mels != mel.n_mels:
+        raise CheckpointError(f"{path}: normaliser has {normaliser.n_mels} bands, MelConfig {mel.n_mels}")
+    model.to(device).eval()
+    return Bundle(kind=kind, model=model, mel=mel, normaliser=normaliser, preset=preset,
+                  provenance={"imported_from": str(path)}, path=path, identity=model_identity(model))
+
+
+def load_torch_file(path: str | Path, *, what: str = "PyTorch file") -> Any:
+    """``torch.load(path, weights_only=True)`` of an untrusted file, bounded.
+
+    Only tensors and plain containers can come out (no code runs, pickle payloads are refused). The file
+    is refused before loading if it is over ``LIMITS["bundle_bytes"]``, or if it is a zip archive (the
+    format of ``torch.save``) whose members are compressed or would expand beyond that limit (a zip
+    bomb). Any failure of the loader becomes a :class:`CheckpointError`.
+    """
+    import zipfile
+
+    from xai_core.schema import LIMITS
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
+    limit = int(LIMITS["bundle_bytes"])
+    size = path.stat().st_size
+    if size > limit:
+        raise CheckpointError(f"{path}: {size:,} bytes is over the {limit:,}-byte limit of a {what}")
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as z:
+                infos = z.infolist()
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise CheckpointError(f"{path}: corrupt zip archive ({exc})") from exc
+        total = sum(i.file_size for i in infos)
+        if total > limit or any(i.compress_type != zipfile.ZIP_STORED for i in infos):
+            raise CheckpointError(f"{path}: its zip members are compressed or expand to {total:,} bytes; a "
+                                  f"{what} written by torch.save is stored uncompressed and under {limit:,} bytes")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        raise CheckpointError(f"{path}: not a loadable weights-only PyTorch file ({exc})") from exc
-    for key in ("state_dict", "model"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path}: does not hold a state dict of tensors")
-    state = {k.removeprefix("module."): v for k, v in obj.items()}
-    if kind == "classifier":
-        model: nn.Module = SVDNet(svdnet_preset(preset))
-    elif kind == "generator":
-        model = SpecGenerator(generator_preset(preset))
-    else:
-        raise CheckpointError(f"unknown kind {kind!r}; expected one of {KINDS}")
-    _load_state(model, state, str(path))
-    model.to(device).eval()
-    return Bundle(kind=kind, model=model, mel=mel, normaliser=normaliser, preset=preset,
-                  provenance={"imported_from": str(path)}, path=path, identity=model_identity(model))
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - an untrusted parser: every failure is the file's
+        msg = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a loadable weights-only {what} ({msg}); nothing in it was "
+                              "executed") from exc
 
 
 def check_compatible(classifier: Bundle, generator: Bundle) -> None:

@@ -13,7 +13,6 @@ from xai_core.checkpoints import Bundle
 from xai_core.errors import CheckpointError, ParameterError, XaiError
 from xai_core.models.svdnet import SVDNet, SVDNetConfig
 
-MAX_ARCH = {"conv": 1024, "dense": 8192, "n_frames": 4096, "n_mels": 512}  # size bounds of a bundle's arch
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -41,33 +40,17 @@ def check_identity(meta: dict, name: str) -> str:
 
 
 def check_arch(arch: Any, name: str) -> SVDNetConfig:
-    """A bundle's record of its classifier's architecture, validated before anything is built from it."""
-    need(isinstance(arch, dict), name, f"'arch' must be a mapping, got {type(arch).__name__}")
-    known = set(SVDNetConfig.__dataclass_fields__)
-    need(set(arch) <= known, name, f"unknown 'arch' keys {sorted(set(arch) - known)}")
+    """A bundle's record of its classifier's architecture, validated (schema, size limits of
+    :mod:`xai_core.schema`) before anything is built from it."""
+    from xai_core.schema import check_classifier_size, validate
 
-    def ints(key: str, n: int, hi: int) -> None:
-        v = arch.get(key)
-        if v is None:
-            return
-        need(isinstance(v, list) and len(v) == n and all(isinstance(c, int) and not isinstance(c, bool)
-                                                         and 1 <= c <= hi for c in v),
-             name, f"'arch.{key}' must be {n} integers in [1, {hi}], got {v!r}")
-
-    ints("conv_channels", 4, MAX_ARCH["conv"])
-    ints("dense_units", 2, MAX_ARCH["dense"])
-    for key in ("n_frames", "n_mels"):
-        v = arch.get(key)
-        need(v is None or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_ARCH[key]),
-             name, f"'arch.{key}' must be an integer in [1, {MAX_ARCH[key]}], got {v!r}")
-    for key, lo, hi in (("dropout", 0.0, 1.0), ("leak", 0.0, 1.0)):
-        v = arch.get(key)
-        need(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v < hi),
-             name, f"'arch.{key}' must be a number in [{lo}, {hi}), got {v!r}")
+    validate(arch, "classifier", name=name, where="arch")
     try:
-        return SVDNetConfig.from_dict(arch)
+        cfg = SVDNetConfig.from_dict(arch)
     except (XaiError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{name}: invalid classifier architecture: {exc}") from exc
+    check_classifier_size(cfg, name=name)
+    return cfg
 
 
 def write_trained_bundle(path, tensors: dict, *, kind: str, classifier: Bundle, classifier_identity: str,

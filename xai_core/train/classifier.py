@@ -35,6 +35,7 @@ from xai_core.models.svdnet import SVDNET_PRESETS, SVDNet, svdnet_preset
 from xai_core.train.augment import DB_TO_LOG_MAGNITUDE, AugmentConfig, augment_batch
 from xai_core.train.data import ExcerptPool, Track
 from xai_core.train.evaluate import MEDIAN_FRAMES, validation_error
+from xai_core.train.loop import restoring
 
 Progress = Callable[[int, int, dict], object]
 
@@ -222,10 +223,9 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 
 
 def _load_checkpoint(path: Path) -> dict:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is reported the same way
-        raise CheckpointError(f"{path}: cannot resume from this training checkpoint ({exc})") from exc
+    from xai_core.train.loop import load_checkpoint
+
+    return load_checkpoint(path, key="config")
 
 
 def _compatible(saved: dict, cfg: ClassifierTrainConfig) -> list[str]:
@@ -280,20 +280,21 @@ def train_classifier(train: Sequence[Track], valid: Sequence[Track], config: Cla
     normaliser: Normaliser | None = None
     ema_state: dict | None = None
     if resume and ckpt_path is not None and ckpt_path.is_file():
-        state = _load_checkpoint(ckpt_path)
-        bad = _compatible(state["config"], config)
-        if bad:
-            raise CheckpointError(f"{ckpt_path}: was written with different settings {bad}; "
-                                  "start afresh without --resume or use the same settings")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        normaliser = Normaliser(state["normaliser_mean"], state["normaliser_std"])
-        start_epoch, history, seconds = int(state["epoch"]), list(state["history"]), float(state["seconds"])
-        ema_state = state.get("ema") or None
-        gen.set_state(state["sample_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        if torch.cuda.is_available() and state.get("cuda_rng"):
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        with restoring(ckpt_path):
+            state = _load_checkpoint(ckpt_path)
+            bad = _compatible(state["config"], config)
+            if bad:
+                raise CheckpointError(f"{ckpt_path}: was written with different settings {bad}; "
+                                      "start afresh without --resume or use the same settings")
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            normaliser = Normaliser(state["normaliser_mean"], state["normaliser_std"])
+            start_epoch, history, seconds = int(state["epoch"]), list(state["history"]), float(state["seconds"])
+            ema_state = state.get("ema") or None
+            gen.set_state(state["sample_rng"])
+            torch.set_rng_state(state["torch_rng"])
+            if torch.cuda.is_available() and state.get("cuda_rng"):
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
     if normaliser is None:
         normaliser = Normaliser.fit(pool.frames().double().cpu())
     model.to(dev)

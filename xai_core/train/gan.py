@@ -49,6 +49,7 @@ from xai_core.models.hooks import capture_activations
 from xai_core.models.svdnet import SVDNet
 from xai_core.train.classifier import _load_checkpoint, _save_checkpoint, resolve_device
 from xai_core.train.data import ExcerptPool, Track
+from xai_core.train.loop import restoring
 
 Progress = Callable[[int, int, dict], object]
 SampleHook = Callable[[int, torch.Tensor], None]
@@ -190,19 +191,20 @@ def train_gan(train: Sequence[Track], normaliser: Normaliser, config: GanTrainCo
     selection: list[dict] = []
     best: dict[str, Any] = {"state": None, "info": None}
     if resume and ckpt_path is not None and ckpt_path.is_file():
-        state = _load_checkpoint(ckpt_path)
-        mine = config.to_dict()
-        bad = sorted(k for k in mine if k not in ("steps", "sample_every", "checkpoint_every")
-                     and state["config"].get(k) != mine[k])
-        if bad:
-            raise CheckpointError(f"{ckpt_path}: was written with different settings {bad}")
-        gnet.load_state_dict(state["generator"])
-        critic.load_state_dict(state["critic"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        start, seconds, history = int(state["step"]), float(state["seconds"]), list(state["history"])
+        with restoring(ckpt_path):
+            state = _load_checkpoint(ckpt_path)
+            mine = config.to_dict()
+            bad = sorted(k for k in mine if k not in ("steps", "sample_every", "checkpoint_every")
+                         and state["config"].get(k) != mine[k])
+            if bad:
+                raise CheckpointError(f"{ckpt_path}: was written with different settings {bad}")
+            gnet.load_state_dict(state["generator"])
+            critic.load_state_dict(state["critic"])
+            if ema is not None:
+                ema.load_state_dict(state["ema"])
+            opt_g.load_state_dict(state["opt_g"])
+            opt_d.load_state_dict(state["opt_d"])
+            start, seconds, history = int(state["step"]), float(state["seconds"]), list(state["history"])
         selection = list(state.get("selection", []))
         best = {"state": state.get("best_state"), "info": state.get("best_info")}
         gen.set_state(state["sample_rng"])

@@ -13,16 +13,16 @@ retrained evaluation classifiers) use this one.
 
 from __future__ import annotations
 
-import pickle
 import random
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from xai_core.errors import CancelledError, CheckpointError, ParameterError
+from xai_core.errors import CancelledError, CheckpointError, ParameterError, XaiError
 
 StepFn = Callable[[int], dict[str, float]]
 Progress = Callable[[int, int, dict], object]
@@ -114,16 +114,43 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
     tmp.replace(path)
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    """Read a checkpoint written by :func:`save_checkpoint`; never unpickles code."""
+def load_checkpoint(path: str | Path, *, key: str = "step") -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint` (or a trainer's own); never unpickles code.
+
+    Bounded like every untrusted file (:func:`xai_core.checkpoints.load_torch_file`), and every floating
+    tensor in it must be finite: resuming from a diverged checkpoint would only continue the divergence.
+    """
+    from xai_core.checkpoints import load_torch_file
+
     path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        raise CheckpointError(f"{path}: cannot resume from this training checkpoint ({exc})") from exc
-    if not isinstance(state, dict) or "step" not in state:
-        raise CheckpointError(f"{path}: not a training checkpoint of this program")
+    state = load_torch_file(path, what="training checkpoint")
+    if not isinstance(state, dict) or key not in state:
+        raise CheckpointError(f"{path}: not a training checkpoint of this program (no {key!r} entry)")
+    stack = [state]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, dict):
+            stack.extend(o.values())
+        elif isinstance(o, (list, tuple)):
+            stack.extend(o)
+        elif isinstance(o, torch.Tensor) and o.is_floating_point() and not bool(torch.isfinite(o).all()):
+            raise CheckpointError(f"{path}: the training checkpoint holds NaN or infinite values; start afresh "
+                                  "(without resume)")
     return state
+
+
+@contextmanager
+def restoring(path: str | Path):
+    """Turn any failure while restoring models, optimisers and generators from the checkpoint at ``path``
+    (a missing entry, a tensor of the wrong shape, a foreign optimiser state) into a :class:`CheckpointError`."""
+    try:
+        yield
+    except XaiError:
+        raise
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise CheckpointError(f"{path}: the training checkpoint does not fit this run ({type(exc).__name__}: "
+                              f"{msg}); start afresh (without resume)") from exc
 
 
 def resume_state(path: str | Path, *, config: dict, identity: str, steps: int,

@@ -28,6 +28,7 @@ import torch
 from xai_core.checkpoints import (
     Bundle,
     _load_state,
+    build_checked,
     read_bundle_file,
 )
 from xai_core.errors import CheckpointError, XaiError
@@ -152,9 +153,9 @@ def decoder_from_parts(meta: dict, tensors: dict[str, torch.Tensor], *, name: st
               f"was trained for a classifier of architecture {arch.to_dict()}, the loaded classifier has "
               f"{classifier.model.config.to_dict()}")
     _check_tensors(tensors, name)
-    decoder = LayerDecoder(arch, dcfg)
-    _load_state(decoder, {k[len("decoder."):]: v for k, v in tensors.items() if k.startswith("decoder.")},
-                f"{name} (decoder)")
+    decoder = build_checked(lambda: LayerDecoder(arch, dcfg),
+                            {k[len("decoder."):]: v for k, v in tensors.items() if k.startswith("decoder.")},
+                            f"{name} (decoder)")
     encoder = None
     enc_state = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}
     if meta["variant"] == "cladec":

@@ -48,7 +48,7 @@ from xai_core.explain.consistency.consistency import neuron_consistency
 from xai_core.models.hooks import capture_activations
 from xai_core.models.svdnet import SVDNet
 from xai_core.train.data import excerpt_source
-from xai_core.train.loop import resume_state, rng_state, run_loop, save_checkpoint, set_rng_state
+from xai_core.train.loop import restoring, resume_state, rng_state, run_loop, save_checkpoint, set_rng_state
 
 
 def _smoothed_bce(logits: torch.Tensor, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
@@ -117,12 +117,13 @@ def train_robust(classifier: Bundle, data, config: RobustConfig = RobustConfig()
     ckpt = Path(checkpoint) if checkpoint is not None else None
     start, history, seconds = 0, [], 0.0
     if resume and ckpt is not None and ckpt.is_file():
-        state = resume_state(ckpt, config=config.to_dict(), identity=classifier.identity, steps=config.steps,
-                             what="base classifier")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"], gen)
-        start, history, seconds = int(state["step"]), list(state["history"]), float(state["seconds"])
+        with restoring(ckpt):
+            state = resume_state(ckpt, config=config.to_dict(), identity=classifier.identity, steps=config.steps,
+                                 what="base classifier")
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            set_rng_state(state["rng"], gen)
+            start, history, seconds = int(state["step"]), list(state["history"]), float(state["seconds"])
     mean, std = classifier.normaliser.mean.to(dev), classifier.normaliser.std.to(dev)
     bounds = input_bounds(classifier.mel)
     att = config.attack()

@@ -23,7 +23,7 @@ import torch
 
 from xai_core.checkpoints import (
     Bundle,
-    _load_state,
+    build_checked,
     parse_bundle_bytes,
     read_bundle_file,
 )
@@ -124,9 +124,9 @@ def explainer_from_parts(meta: dict, tensors: dict[str, torch.Tensor], *, name: 
     for k, v in tensors.items():
         need(v.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64), name,
              f"tensor {k!r} has dtype {v.dtype}; only floating-point weights are accepted")
-    gen = MapGenerator(gcfg)
-    _load_state(gen, {k[len("generator."):]: v for k, v in tensors.items() if k.startswith("generator.")},
-                f"{name} (generator)")
+    gen = build_checked(lambda: MapGenerator(gcfg),
+                        {k[len("generator."):]: v for k, v in tensors.items() if k.startswith("generator.")},
+                        f"{name} (generator)")
     need(all(k.startswith("generator.") for k in tensors), name, "holds tensors other than the generator's")
     gen.eval().requires_grad_(False)
     out = ExplainerBundle(generator=gen, unit=unit, layers=list(meta["layers"]), kept=list(meta["kept"]),

@@ -39,7 +39,15 @@ from xai_core.explain.depthmaps.gradcam import (
 from xai_core.explain.depthmaps.nets import GeneratorConfig, MapDiscriminator, MapGenerator
 from xai_core.models.hooks import frozen
 from xai_core.train.data import excerpt_source
-from xai_core.train.loop import Progress, resume_state, rng_state, run_loop, save_checkpoint, set_rng_state
+from xai_core.train.loop import (
+    Progress,
+    restoring,
+    resume_state,
+    rng_state,
+    run_loop,
+    save_checkpoint,
+    set_rng_state,
+)
 
 
 def generator_config(classifier: Bundle, config: ExplainerConfig, unit: UnitSpec) -> tuple[GeneratorConfig, list[str]]:
@@ -103,13 +111,14 @@ def train_explainer(classifier: Bundle, data, config: ExplainerConfig, *, unit: 
     start, history, seconds = 0, [], 0.0
     full = {**config.to_dict(), "unit": unit.to_dict()}
     if resume and ckpt is not None and ckpt.is_file():
-        state = resume_state(ckpt, config=full, identity=classifier.identity, steps=config.steps, what="classifier")
-        gen.load_state_dict(state["generator"])
-        disc.load_state_dict(state["discriminator"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        set_rng_state(state["rng"], rng)
-        start, history, seconds = int(state["step"]), list(state["history"]), float(state["seconds"])
+        with restoring(ckpt):
+            state = resume_state(ckpt, config=full, identity=classifier.identity, steps=config.steps, what="classifier")
+            gen.load_state_dict(state["generator"])
+            disc.load_state_dict(state["discriminator"])
+            opt_g.load_state_dict(state["opt_g"])
+            opt_d.load_state_dict(state["opt_d"])
+            set_rng_state(state["rng"], rng)
+            start, history, seconds = int(state["step"]), list(state["history"]), float(state["seconds"])
     t0 = time.perf_counter()
     bce = F.binary_cross_entropy_with_logits
 
