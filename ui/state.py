@@ -108,14 +108,9 @@ def load_source(src: Source, *, data: bytes | None = None, norm_from: str = "") 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading reference excerpts…")
 def _load_reference_upload(digest: str, _data: bytes | None, _name: str) -> ReferenceSet:
-    import tempfile
-
     if _data is None:
         raise CheckpointError(f"the uploaded reference set {_name!r} is no longer in memory; upload it again")
-    with tempfile.TemporaryDirectory() as tmp:
-        p = Path(tmp) / "reference.safetensors"
-        p.write_bytes(_data)
-        return ReferenceSet.load(p)
+    return ReferenceSet.from_bytes(_data, name=_name)
 
 
 def digest(data: bytes) -> str:

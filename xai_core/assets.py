@@ -113,23 +113,68 @@ class ReferenceSet:
 
     @classmethod
     def load(cls, path: str | Path) -> ReferenceSet:
-        from safetensors import SafetensorError, safe_open
+        """Read a reference set; everything is checked (metadata schema, tensor names, dtypes, shapes against
+        the metadata, finite values in the log-mel range) and nothing is unpickled."""
+        return cls.from_bytes(_read_bounded(path, what="reference file"), name=str(path))
 
-        path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"{path}: no such reference file")
+    @classmethod
+    def from_bytes(cls, data: bytes, *, name: str = "upload") -> ReferenceSet:
+        """Like :meth:`load` for in-memory data (an upload)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load
+
+        from xai_core.checkpoints import _header
+        from xai_core.schema import check_tensor, parse_metadata, validate
+
+        header = _header(data, name)
+        raw = header.get("__metadata__")
+        raw = raw.get("vocal_xai") if isinstance(raw, dict) else None
+        if raw is None:
+            raise CheckpointError(f"{name}: not a reference-excerpt file (no Vocal XAI metadata)")
+        meta = parse_metadata(raw, name=name)
+        validate(meta, "reference", name=name)
+        mel = MelConfig.from_dict(meta["mel"])
+        n = len(meta["sources"])
+        if n == 0:
+            raise CheckpointError(f"{name}: the reference set holds no excerpts")
+        shapes = {k: v.get("shape") for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)}
+        want = {"logmel": [n, mel.excerpt_frames, mel.n_mels], "labels": [n]}
+        if shapes != want:
+            raise CheckpointError(f"{name}: a reference set of {n} excerpts holds tensors {want}, the file has "
+                                  f"{shapes}")
         try:
-            with safe_open(str(path), "pt") as f:
-                meta = json.loads((f.metadata() or {})["vocal_xai"])
-                logmel = f.get_tensor("logmel").float()
-                labels = f.get_tensor("labels").float()
-        except (SafetensorError, KeyError, ValueError, OSError) as exc:
-            raise CheckpointError(f"{path}: not a valid reference-excerpt file ({exc})") from exc
+            tensors = load(data)
+        except (SafetensorError, ValueError, RuntimeError, TypeError, OverflowError) as exc:
+            raise CheckpointError(f"{name}: not a valid reference-excerpt file ({exc})") from exc
+        # log-mel values lie in [log(log_floor), ~20] (a full-scale sine gives about 7): 100 is far outside
+        check_tensor(name, "logmel", tensors["logmel"], max_abs=100.0)
+        check_tensor(name, "labels", tensors["labels"], max_abs=1.0)
+        logmel, labels = tensors["logmel"].float(), tensors["labels"].float()
+        if float(logmel.min()) < mel.log_min - 0.05:  # float16 storage rounds by up to 0.008 there
+            raise CheckpointError(f"{name}: log-mel values below the floor log({mel.log_floor:g}) = {mel.log_min:.2f}")
+        if not bool(((labels == 0) | (labels == 1)).all()):
+            raise CheckpointError(f"{name}: labels must be 0 or 1")
         try:
-            return cls(logmel, labels, list(meta["sources"]), MelConfig.from_dict(meta["mel"]), meta.get("info", {}),
-                       meta.get("tags") or {})
+            return cls(logmel, labels, list(meta["sources"]), mel, meta.get("info") or {}, meta.get("tags") or {})
         except ParameterError as exc:
-            raise CheckpointError(f"{path}: {exc}") from exc
+            raise CheckpointError(f"{name}: {exc}") from exc
+
+
+def _read_bounded(path: str | Path, *, what: str) -> bytes:
+    """The bytes of ``path``, refused if it is not a file or over ``LIMITS["bundle_bytes"]``."""
+    from xai_core.schema import LIMITS
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such {what}")
+    size = path.stat().st_size
+    if size > LIMITS["bundle_bytes"]:
+        raise CheckpointError(f"{path}: {size:,} bytes is over the {int(LIMITS['bundle_bytes']):,}-byte limit of a "
+                              f"{what}")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from exc
 
 
 def make_tiny_demo(root: str | Path, *, seed: int = 0, n_reference: int = 24) -> DemoPaths:

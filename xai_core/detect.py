@@ -108,6 +108,11 @@ def detect_singing(classifier: Bundle, wave: np.ndarray, *, threshold: float | N
     if median_frames < 1:
         raise ParameterError(f"median_frames={median_frames} must be >= 1")
     mel = classifier.mel
+    need = mel.n_fft + (mel.excerpt_frames - 1) * mel.hop_length  # samples of one excerpt
+    if wave.size < need:
+        raise ParameterError(f"the audio is {wave.size / mel.sample_rate:.2f} s long ({wave.size} samples), shorter "
+                             f"than one excerpt of the classifier ({need / mel.sample_rate:.2f} s): nothing to detect "
+                             "without classifying padding")
     feats = log_mel(torch.as_tensor(wave), mel)  # (T, M)
     prob = torch.sigmoid(frame_logits(classifier.model, feats, classifier.normaliser, device=device)).numpy()  # (T,)
     return Detection(times=np.asarray(mel.frame_times(feats.shape[0])), prob=prob,

@@ -61,6 +61,42 @@ def test_models_page_shows_user_errors(open_page, tmp_path):
     assert any("no such file" in e for e in texts(at.error))
 
 
+def _hostile_bundles(tiny_demo_dir) -> dict[str, bytes]:
+    """A DoS bundle (tiny weights, metadata declaring a classifier of 10**8+ parameters) and one with NaN weights."""
+    import json
+
+    from safetensors.torch import load, save
+
+    data = (tiny_demo_dir / "classifier.safetensors").read_bytes()
+    meta = json.loads(json.loads(data[8:8 + int.from_bytes(data[:8], "little")])["__metadata__"]["vocal_xai"])
+    tensors = load(data)
+    huge = {**meta, "arch": {**meta["arch"], "conv_channels": [512] * 4, "dense_units": [4096, 4096]}}
+    nan = {k: (v.clone().fill_(float("nan")) if k.endswith("fc1.2.weight") else v) for k, v in tensors.items()}
+    return {"dos.safetensors": save(tensors, metadata={"vocal_xai": json.dumps(huge)}),
+            "nan.safetensors": save(nan, metadata={"vocal_xai": json.dumps(meta)})}
+
+
+def test_a_hostile_upload_shows_the_error_box_and_keeps_the_loaded_model(open_page, tiny_demo_dir):
+    import time
+
+    at = open_page()
+    before = at.session_state["sources"]["classifier"]
+    at.radio(key="origin_classifier").set_value("upload").run()
+    why = {"dos.safetensors": "parameters, over the limit", "nan.safetensors": "non-finite"}
+    for name, data in _hostile_bundles(tiny_demo_dir).items():
+        t0 = time.perf_counter()
+        at.file_uploader(key="upload_classifier").upload(name, data, "application/octet-stream").run()
+        assert time.perf_counter() - t0 < 30  # a rerun of the page: the refusal itself takes milliseconds
+        _no_exception(at)
+        errors = texts(at.error)
+        assert any(e.startswith("Could not load the classifier") and name in e and why[name] in e
+                   for e in errors), errors
+        assert at.session_state["sources"]["classifier"] == before  # the demo classifier stays in use
+    at.switch_page("pages/actmax.py").run()
+    _no_exception(at)
+    assert not at.error
+
+
 def test_incompatible_models_are_reported_not_raised(open_page, tiny_demo_dir, tmp_path):
     from xai_core.audio.config import MelConfig
     from xai_core.checkpoints import load_bundle, save_bundle

@@ -50,6 +50,9 @@ __all__ = [
 ]
 
 
+LOG_MEL_CEIL = 20.0  # largest natural-log mel value inverted (exp(20) = 4.9e8; a full-scale sine gives ~7)
+
+
 def natural_length(n_frames: int, cfg: MelConfig = MelConfig()) -> int:
     """Samples spanned by ``n_frames`` non-centred frames: ``n_fft + (n_frames - 1) * hop``.
 
@@ -320,7 +323,10 @@ def mel_to_audio(log_mel, *, cfg: MelConfig = MelConfig(), n_iter: int = 100, mo
     ``cfg.sample_rate``, on the input's device, float32 (float64 for float64 input).
     """
     x, _ = _as_batch(log_mel, cfg)  # (B, T, M)
-    mel = torch.exp(x)  # (B, T, M)
+    # A diverged AM example can reach log-mel values near 121, where exp() overflows float32 (and squares of
+    # magnitudes above ~1e19 overflow inside Griffin-Lim): such values are capped at LOG_MEL_CEIL, 13 nats
+    # above a full-scale sine (about 7), so the example is still heard, as the loudest thing possible.
+    mel = torch.exp(x.clamp(max=LOG_MEL_CEIL))  # (B, T, M)
     mag = mel_to_magnitude(mel, cfg=cfg, n_iter=nnls_iter, log_input=False)  # (B, T, K)
     return griffin_lim(mag, cfg=cfg, n_iter=n_iter, momentum=momentum, length=length, seed=seed,
                        mel=mel if mel_consistent else None, progress=progress)  # (B, L)

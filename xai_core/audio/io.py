@@ -8,7 +8,9 @@ so the UI can show the message as is.
 from __future__ import annotations
 
 import io
+import math
 import os
+import struct
 import tempfile
 from pathlib import Path
 
@@ -22,6 +24,43 @@ __all__ = ["AUDIO_EXTENSIONS", "load_audio", "load_audio_bytes", "resample"]
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3")
 
 SILENCE_PEAK = 1e-6  # peak amplitude below which a signal counts as silent
+SAMPLE_RATES = (1000, 384_000)  # Hz accepted from a file's header (telephone to high-resolution audio)
+PCM_BITS = (8, 16, 24, 32, 64)  # bits per sample of uncompressed WAV data
+
+
+def check_wav_header(head: bytes, *, name: str) -> None:
+    """Refuse a RIFF/WAVE header that libsndfile would decode into the wrong number of samples.
+
+    libsndfile accepts, for example, a header claiming 7 bits per sample and then reads a 3 s file as
+    6 s of noise; here a PCM or float ``fmt `` chunk must have a standard sample width, a block
+    alignment of ``channels * bits / 8``, a byte rate of ``rate * block_align`` and a sample rate in
+    :data:`SAMPLE_RATES`. Other containers and compressed WAV codecs are left to libsndfile.
+    """
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return
+    pos = 12
+    while pos + 8 <= len(head):
+        cid, size = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "little")
+        if cid == b"fmt ":
+            if size < 16 or pos + 24 > len(head):
+                raise ParameterError(f"audio file {name!r} has a truncated WAV format chunk")
+            fmt, ch, sr, byte_rate, align, bits = struct.unpack("<HHIIHH", head[pos + 8:pos + 24])
+            if fmt not in (1, 3, 0xFFFE):  # PCM, IEEE float, extensible; compressed codecs: libsndfile decides
+                return
+            problems = []
+            if not 1 <= ch <= 64:
+                problems.append(f"{ch} channels")
+            if bits not in PCM_BITS:
+                problems.append(f"{bits} bits per sample (expected one of {PCM_BITS})")
+            elif align != ch * bits // 8 or byte_rate != sr * align:
+                problems.append(f"block alignment {align} / byte rate {byte_rate} inconsistent with {ch} channels "
+                                f"of {bits} bits at {sr} Hz")
+            if not SAMPLE_RATES[0] <= sr <= SAMPLE_RATES[1]:
+                problems.append(f"a sample rate of {sr} Hz (expected {SAMPLE_RATES[0]}-{SAMPLE_RATES[1]})")
+            if problems:
+                raise ParameterError(f"audio file {name!r} has an invalid WAV header: {'; '.join(problems)}")
+            return
+        pos += 8 + size + (size & 1)
 
 
 def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
@@ -57,13 +96,23 @@ def _decode(source, *, name: str, sample_rate: int, max_seconds: float, offset: 
     """Decode with libsndfile (wav, flac, ogg, mp3 since libsndfile 1.1) into mono float32."""
     import soundfile as sf
 
+    if not (isinstance(offset, (int, float)) and math.isfinite(offset) and offset >= 0):
+        raise ParameterError(f"offset={offset!r} for {name!r} must be a finite number of seconds >= 0")
+    if duration is not None and not (isinstance(duration, (int, float)) and math.isfinite(duration) and duration > 0):
+        raise ParameterError(f"duration={duration!r} for {name!r} must be a finite number of seconds > 0")
+    if isinstance(source, io.BytesIO):
+        check_wav_header(source.getvalue()[:65536], name=name)
+    else:
+        with open(source, "rb") as fh:
+            check_wav_header(fh.read(65536), name=name)
     try:
         with sf.SoundFile(source) as f:
             sr = f.samplerate
             total = f.frames
+            if not SAMPLE_RATES[0] <= sr <= SAMPLE_RATES[1]:
+                raise ParameterError(f"audio file {name!r} declares a sample rate of {sr} Hz; expected "
+                                     f"{SAMPLE_RATES[0]}-{SAMPLE_RATES[1]} Hz")
             start = int(round(offset * sr))
-            if start < 0:
-                raise ParameterError(f"offset={offset} for {name!r} must be >= 0")
             stop = total if duration is None else min(total, start + int(round(duration * sr)))
             n = max(0, stop - start)
             if n > max_seconds * sr:
@@ -113,8 +162,8 @@ def load_audio(path: str | os.PathLike, *, sample_rate: int = 22050, max_seconds
     """
     if sample_rate <= 0:
         raise ParameterError(f"sample_rate={sample_rate} must be positive")
-    if not max_seconds > 0:
-        raise ParameterError(f"max_seconds={max_seconds} must be positive")
+    if not (isinstance(max_seconds, (int, float)) and math.isfinite(max_seconds) and max_seconds > 0):
+        raise ParameterError(f"max_seconds={max_seconds!r} must be a finite number of seconds > 0")
     p = Path(path)
     if not p.exists():
         raise ParameterError(f"audio file {str(p)!r} does not exist")
