@@ -50,19 +50,33 @@ def _check_layer(layer: str) -> None:
         raise ParameterError(f"unknown layer {layer!r}; valid layers: {list(SVDNet.layer_names)}")
 
 
-def _check_positive(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ParameterError(f"{name} must be a positive finite number, got {value!r}")
+# Upper bounds of the settings (the paper's grid: lr <= 0.1, lam <= 0.1, 1000 iterations, 50 examples); far
+# beyond them a run only burns the machine (10**9 iterations) or overflows (lam = 1e308 makes the penalty inf).
+MAX_LR = 100.0
+MAX_LAM = 1e6
+MAX_ITER = 100_000
+MAX_EXAMPLES = 4096
+MAX_SEED = 2**63 - 1 - MAX_EXAMPLES  # seeds seed .. seed + n_examples - 1 must fit torch's 64-bit seed
+MAX_UNIT = 2**31 - 1  # checked against the layer's real size when the model is known
+
+
+def _check_positive(name: str, value: float, maximum: float = MAX_LR) -> None:
+    if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value)
+                                       and 0 < value <= maximum):
+        raise ParameterError(f"{name} must be a finite number in (0, {maximum:g}], got {value!r}")
 
 
 def _check_lam(value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-        raise ParameterError(f"lam (prior weight) must be a finite number >= 0, got {value!r}")
+    if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value)
+                                       and 0 <= value <= MAX_LAM):
+        raise ParameterError(f"lam (prior weight) must be a finite number in [0, {MAX_LAM:g}], got {value!r}")
 
 
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
+def _check_int(name: str, value, minimum: int, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum \
+            or (maximum is not None and value > maximum):
+        accepted = f"in [{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
+        raise ParameterError(f"{name} must be an integer {accepted}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -81,14 +95,14 @@ class AMConfig:
 
     def __post_init__(self) -> None:
         _check_layer(self.layer)
-        _check_int("unit", self.unit, 0)
+        _check_int("unit", self.unit, 0, MAX_UNIT)
         direction_sign(self.direction)
         _check_positive("lr", self.lr)
         _check_lam(self.lam)
         penalty_coefficient(self.prior, self.lam)
-        _check_int("n_iter", self.n_iter, 1)
-        _check_int("n_examples", self.n_examples, 1)
-        _check_int("seed", self.seed, 0)
+        _check_int("n_iter", self.n_iter, 1, MAX_ITER)
+        _check_int("n_examples", self.n_examples, 1, MAX_EXAMPLES)
+        _check_int("seed", self.seed, 0, MAX_SEED)
 
     @property
     def penalty(self) -> float:
@@ -137,18 +151,18 @@ class GridConfig:
         for lam in self.lams:
             _check_lam(lam)
         for it in self.iters:
-            _check_int("iteration count", it, 1)
+            _check_int("iteration count", it, 1, MAX_ITER)
         object.__setattr__(self, "lrs", tuple(float(v) for v in self.lrs))
         object.__setattr__(self, "lams", tuple(float(v) for v in self.lams))
         object.__setattr__(self, "iters", tuple(sorted(int(v) for v in self.iters)))
         for d in self.directions:
             direction_sign(d)
         _check_layer(self.layer)
-        _check_int("unit", self.unit, 0)
+        _check_int("unit", self.unit, 0, MAX_UNIT)
         penalty_coefficient(self.prior, 0.0)
-        _check_int("n_examples", self.n_examples, 2)  # FID needs a covariance
-        _check_int("seed", self.seed, 0)
-        _check_int("n_reference", self.n_reference, 2)
+        _check_int("n_examples", self.n_examples, 2, MAX_EXAMPLES)  # FID needs a covariance
+        _check_int("seed", self.seed, 0, MAX_SEED)
+        _check_int("n_reference", self.n_reference, 2, 100_000)
         for f in self.feature_layers:
             if f != FEATURE_RESPONSE:
                 try:
@@ -157,7 +171,7 @@ class GridConfig:
                     raise ParameterError(f"feature layer {f!r} is neither {FEATURE_RESPONSE!r} nor a "
                                          f"layer: {exc}") from None
         if self.max_chunk is not None:
-            _check_int("max_chunk", self.max_chunk, 1)
+            _check_int("max_chunk", self.max_chunk, 1, MAX_EXAMPLES)
 
     @property
     def n_iter(self) -> int:
