@@ -20,6 +20,8 @@ from xai_core.train.evaluate import MEDIAN_FRAMES, frame_logits, median_smooth
 
 __all__ = ["Detection", "detect_singing", "bundle_threshold"]
 
+MAX_MEDIAN_FRAMES = 10_000  # 143 s at 70 frames/s (= xai_core.schema.LIMITS["median_frames"])
+
 
 @dataclass(frozen=True)
 class Detection:
@@ -101,12 +103,14 @@ def detect_singing(classifier: Bundle, wave: np.ndarray, *, threshold: float | N
     if threshold is None:
         threshold = bundle_threshold(classifier)
         threshold = 0.5 if threshold is None else threshold
-    if not 0.0 <= threshold <= 1.0:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
         raise ParameterError(f"threshold={threshold} must be a probability in [0, 1]")
     if median_frames is None:
         median_frames = int((classifier.metrics or {}).get("eval", {}).get("median_frames", MEDIAN_FRAMES))
-    if median_frames < 1:
-        raise ParameterError(f"median_frames={median_frames} must be >= 1")
+    if isinstance(median_frames, bool) or not isinstance(median_frames, (int, np.integer)) \
+            or not 1 <= median_frames <= MAX_MEDIAN_FRAMES:
+        raise ParameterError(f"median_frames={median_frames!r} must be an integer in [1, {MAX_MEDIAN_FRAMES}] "
+                             "(the paper: 56)")
     mel = classifier.mel
     need = mel.n_fft + (mel.excerpt_frames - 1) * mel.hop_length  # samples of one excerpt
     if wave.size < need:

@@ -114,6 +114,8 @@ class AMConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> AMConfig:
+        if not isinstance(d, dict):
+            raise ParameterError(f"an AMConfig must be a mapping of its fields, got {type(d).__name__}")
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -200,5 +202,7 @@ class GridConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> GridConfig:
+        if not isinstance(d, dict):
+            raise ParameterError(f"a GridConfig must be a mapping of its fields, got {type(d).__name__}")
         names = {f.name for f in fields(cls)}
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names})

@@ -7,6 +7,13 @@ from dataclasses import asdict, dataclass
 
 from xai_core.errors import ParameterError
 
+# Bounds of a front end (the same as xai_core.schema.LIMITS for files): the paper's 22050 Hz, 1024, 80, 115 lie
+# well inside; beyond them one STFT frame or one excerpt no longer fits a sane amount of memory.
+MAX_SAMPLE_RATE = 192_000
+MAX_N_FFT = 65_536
+MAX_N_MELS = 256
+MAX_EXCERPT_FRAMES = 1024
+
 
 @dataclass(frozen=True)
 class MelConfig:
@@ -26,19 +33,29 @@ class MelConfig:
     excerpt_frames: int = 115  # network input length in frames (about 1.64 s)
 
     def __post_init__(self) -> None:
+        for name, f in self.__dataclass_fields__.items():
+            v = getattr(self, name)
+            ok = (isinstance(v, int) and not isinstance(v, bool)) if f.type in ("int", int) else \
+                (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+            if not ok:
+                raise ParameterError(f"MelConfig.{name}={v!r} must be a finite "
+                                     f"{'integer' if f.type in ('int', int) else 'number'}")
         checks = [
-            (self.sample_rate > 0, "sample_rate", self.sample_rate),
-            (self.n_fft >= 16, "n_fft", self.n_fft),
+            (1000 <= self.sample_rate <= MAX_SAMPLE_RATE, "sample_rate", self.sample_rate),
+            (16 <= self.n_fft <= MAX_N_FFT, "n_fft", self.n_fft),
             (0 < self.hop_length <= self.n_fft, "hop_length", self.hop_length),
-            (self.n_mels >= 1, "n_mels", self.n_mels),
+            (1 <= self.n_mels <= MAX_N_MELS, "n_mels", self.n_mels),
             (0 <= self.fmin < self.fmax, "fmin", self.fmin),
             (self.fmax <= self.sample_rate / 2, "fmax", self.fmax),
-            (self.log_floor > 0, "log_floor", self.log_floor),
-            (self.excerpt_frames >= 1, "excerpt_frames", self.excerpt_frames),
+            (0 < self.log_floor < 1, "log_floor", self.log_floor),
+            (1 <= self.excerpt_frames <= MAX_EXCERPT_FRAMES, "excerpt_frames", self.excerpt_frames),
         ]
         for ok, name, value in checks:
             if not ok:
-                raise ParameterError(f"MelConfig.{name}={value!r} is invalid")
+                raise ParameterError(f"MelConfig.{name}={value!r} is invalid (limits: sample_rate 1000-"
+                                     f"{MAX_SAMPLE_RATE}, n_fft 16-{MAX_N_FFT}, 0 < hop_length <= n_fft, n_mels 1-"
+                                     f"{MAX_N_MELS}, 0 <= fmin < fmax <= sample_rate / 2, 0 < log_floor < 1, "
+                                     f"excerpt_frames 1-{MAX_EXCERPT_FRAMES})")
 
     @property
     def frame_rate(self) -> float:
@@ -70,6 +87,8 @@ class MelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> MelConfig:
+        if not isinstance(d, dict):
+            raise ParameterError(f"a MelConfig must be a mapping of its fields, got {type(d).__name__}")
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         unknown = sorted(set(d) - set(known))
         if unknown:

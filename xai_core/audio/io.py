@@ -28,6 +28,13 @@ SAMPLE_RATES = (1000, 384_000)  # Hz accepted from a file's header (telephone to
 PCM_BITS = (8, 16, 24, 32, 64)  # bits per sample of uncompressed WAV data
 
 
+def _check_rate(sample_rate) -> None:
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) \
+            or not SAMPLE_RATES[0] <= sample_rate <= SAMPLE_RATES[1]:
+        raise ParameterError(f"sample_rate={sample_rate!r} must be an integer number of Hz in "
+                             f"[{SAMPLE_RATES[0]}, {SAMPLE_RATES[1]}]")
+
+
 def check_wav_header(head: bytes, *, name: str) -> None:
     """Refuse a RIFF/WAVE header that libsndfile would decode into the wrong number of samples.
 
@@ -160,8 +167,7 @@ def load_audio(path: str | os.PathLike, *, sample_rate: int = 22050, max_seconds
         missing/unreadable/corrupt file, 0 samples, silent audio, non-finite samples, or
         longer than ``max_seconds``; the message names the file.
     """
-    if sample_rate <= 0:
-        raise ParameterError(f"sample_rate={sample_rate} must be positive")
+    _check_rate(sample_rate)
     if not (isinstance(max_seconds, (int, float)) and math.isfinite(max_seconds) and max_seconds > 0):
         raise ParameterError(f"max_seconds={max_seconds!r} must be a finite number of seconds > 0")
     p = Path(path)
@@ -183,8 +189,7 @@ def load_audio_bytes(data: bytes, *, name: str = "upload", sample_rate: int = 22
     ``name`` (the uploaded file name) is used in error messages and, for its extension, when the
     bytes have to go through a temporary file (formats libsndfile cannot sniff from memory).
     """
-    if sample_rate <= 0:
-        raise ParameterError(f"sample_rate={sample_rate} must be positive")
+    _check_rate(sample_rate)
     if not data:
         raise ParameterError(f"audio file {name!r} is empty (0 bytes)")
     try:

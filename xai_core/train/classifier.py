@@ -69,9 +69,11 @@ class ClassifierTrainConfig:
             object.__setattr__(self, "augment", AugmentConfig(**self.augment))
         if self.preset not in SVDNET_PRESETS:
             raise ParameterError(f"unknown SVDNet preset {self.preset!r}; choose from {sorted(SVDNET_PRESETS)}")
-        for name in ("epochs", "batches_per_epoch", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ParameterError(f"ClassifierTrainConfig.{name} must be >= 1, got {getattr(self, name)!r}")
+        for name, hi in (("epochs", 10_000), ("batches_per_epoch", 10**7), ("batch_size", 4096),
+                         ("median_frames", 10_000)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
+                raise ParameterError(f"ClassifierTrainConfig.{name} must be an integer in [1, {hi}], got {v!r}")
         if not self.lr > 0:
             raise ParameterError(f"ClassifierTrainConfig.lr must be positive, got {self.lr!r}")
         if not 0 < self.lr_decay <= 1:

@@ -126,6 +126,14 @@ def load_checkpoint(path: str | Path, *, key: str = "step") -> dict:
     state = load_torch_file(path, what="training checkpoint")
     if not isinstance(state, dict) or key not in state:
         raise CheckpointError(f"{path}: not a training checkpoint of this program (no {key!r} entry)")
+    for k in ("step", "epoch"):
+        v = state.get(k, 0)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise CheckpointError(f"{path}: the training checkpoint's {k!r} must be a count >= 0, got {v!r}")
+    for k in ("config", "history"):
+        if k in state and not isinstance(state[k], (dict if k == "config" else list)):
+            raise CheckpointError(f"{path}: the training checkpoint's {k!r} has the wrong type "
+                                  f"({type(state[k]).__name__})")
     stack = [state]
     while stack:
         o = stack.pop()
