@@ -207,8 +207,8 @@ stage reference "$WORK/reference.safetensors" \
     --out "$WORK/reference.safetensors" --n 384 --extremes 64 --seed $SEED "${COMMON[@]}"
 
 echo "== assets -> $OUT"
-$X train export "$WORK/classifier.safetensors" --out "$OUT/classifier.safetensors" --float16
-$X train export "$WORK/generator.safetensors" --out "$OUT/generator.safetensors" --float16
+$X train export "$WORK/classifier.safetensors" --out "$OUT/classifier.safetensors" --float16 --force
+$X train export "$WORK/generator.safetensors" --out "$OUT/generator.safetensors" --float16 --force
 cp "$WORK/reference.safetensors" "$OUT/reference.safetensors"
 cp "$WORK/corpus/CREDITS.md" "$OUT/CREDITS.md"
 if [[ -f "$WORK/corpus_games/CREDITS.md" ]]; then  # credit the classifier's extra training music too

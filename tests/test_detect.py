@@ -65,11 +65,15 @@ def test_classify_cli_goes_on_past_a_bad_file(tiny_demo_dir, tmp_path, capsys):
     out = tmp_path / "r.json"
     rc = main(["classify", str(bad), str(good), "--demo-dir", str(tiny_demo_dir), "--threshold", "0.0",
                "--median-frames", "3", "--segments", "--json", str(out), "--device", "cpu"])
-    assert rc == 2  # one file failed ...
+    assert rc == 1  # one file failed (a bad file: exit status 1) ...
     cap = capsys.readouterr()
     assert "broken.wav" in cap.err
     rows = json.loads(out.read_text())  # ... and the other was still classified
     assert [r["file"] for r in rows] == [str(good)]
     assert rows[0]["vocal_fraction"] == 1.0 and rows[0]["segments"][0][0] == 0.0  # threshold 0: all vocal
     assert "tone.wav" in cap.out and " - " in cap.out
-    assert main(["classify", str(good), "--demo-dir", str(tiny_demo_dir), "--duration", "1", "--device", "cpu"]) == 0
+    assert main(["classify", str(good), "--demo-dir", str(tiny_demo_dir), "--duration", "1.8", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    # shorter than one excerpt (1.68 s): refused with the lengths, not classified as padding ("0.0 s, nan")
+    assert main(["classify", str(good), "--demo-dir", str(tiny_demo_dir), "--duration", "1", "--device", "cpu"]) != 0
+    assert "shorter than one excerpt of the classifier (1.68 s)" in capsys.readouterr().err

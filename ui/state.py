@@ -210,4 +210,7 @@ def run_store():
 def save_am(results, classifier: Bundle, generator: Bundle) -> list[str]:
     """Persist full AM results (one per direction); returns their run ids."""
     store = run_store()
-    return [store.save_am(r, classifier=classifier, generator=generator) for r in results]
+    ids = [store.save_am(r, classifier=classifier, generator=generator) for r in results]
+    for run_id in ids:  # a run with NaN results is stored as failed, never complete: say so on the page
+        store.ensure_complete(run_id)
+    return ids

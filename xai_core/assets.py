@@ -101,15 +101,14 @@ class ReferenceSet:
     def save(self, path: str | Path, *, dtype: torch.dtype = torch.float16) -> Path:
         from safetensors.torch import save_file
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
+        from xai_core.fileio import atomic_write_with
+
         meta = {"kind": "reference", "sources": self.sources, "mel": self.mel.to_dict(), "info": self.info,
                 "tags": self.tags}
-        save_file({"logmel": self.logmel.to(dtype).contiguous(), "labels": self.labels.float().contiguous()},
-                  str(tmp), metadata={"vocal_xai": json.dumps(meta)})
-        os.replace(tmp, path)
-        return path
+        tensors = {"logmel": self.logmel.to(dtype).contiguous(), "labels": self.labels.float().contiguous()}
+        # written in a private temporary folder, then moved into place: no planted link is written through
+        return atomic_write_with(Path(path), lambda tmp: save_file(tensors, str(tmp),
+                                                                    metadata={"vocal_xai": json.dumps(meta)}))
 
     @classmethod
     def load(cls, path: str | Path) -> ReferenceSet:

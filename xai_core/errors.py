@@ -28,3 +28,14 @@ class DataError(XaiError, ValueError):
 
 class CancelledError(XaiError):
     """A long computation was cancelled through its callback."""
+
+
+class StoreError(XaiError):
+    """A run store that cannot be used as asked: an unreadable or damaged database, a missing or
+    damaged run file, a run folder that cannot be written, an unknown run id."""
+
+
+class OutputError(XaiError):
+    """An output path that is refused or cannot be written: a symbolic link, a folder that cannot be
+    created or written to. (Overwriting an existing file without ``--force`` is a usage error,
+    :class:`ParameterError`.)"""

@@ -67,17 +67,19 @@ def test_clear_errors(tmp_path, tiny_demo_dir, capsys):
     clf = str(tiny_demo_dir / "classifier.safetensors")
     ref = str(tiny_demo_dir / "reference.safetensors")
     base = ["cladec", "train", "--classifier", clf, "--reference", ref, "--steps", "2", "--out", str(tmp_path / "d")]
+    with pytest.raises(SystemExit) as exc:  # argparse: out of range
+        main([*base, "--alpha", "1.5"])
+    assert exc.value.code == 2 and "--alpha: expected a number in [0, 1), got '1.5'" in capsys.readouterr().err
     cases = [
-        ([*base, "--alpha", "1.5"], "alpha"),
-        ([*base, "--layers", "conv9"], "unknown layer 'conv9'"),
-        (["cladec", "train", "--classifier", clf, "--steps", "2", "--out", str(tmp_path / "d")], "exactly one of"),
-        ([*base, "--data", str(tmp_path / "empty")], "exactly one of"),
+        ([*base, "--layers", "conv9"], "unknown layer 'conv9'", 2),
+        (["cladec", "train", "--classifier", clf, "--steps", "2", "--out", str(tmp_path / "d")], "exactly one of", 2),
+        ([*base, "--data", str(tmp_path / "empty")], "exactly one of", 2),
     ]
     (tmp_path / "empty").mkdir()
     cases.append((["cladec", "train", "--classifier", clf, "--data", str(tmp_path / "empty"), "--steps", "2",
-                   "--out", str(tmp_path / "d2")], "empty"))
-    for argv, match in cases:
-        assert main(argv) == 2, argv
+                   "--out", str(tmp_path / "d2")], "empty", 1))  # a bad data folder: a failure
+    for argv, match, rc in cases:
+        assert main(argv) == rc, argv
         err = capsys.readouterr().err
         assert match in err, (argv, err)
     # decoders of another classifier; a corrupt decoder file; audio shorter than one excerpt
@@ -89,11 +91,11 @@ def test_clear_errors(tmp_path, tiny_demo_dir, capsys):
     b = load_bundle(clf)
     save_bundle(other, model=SVDNet("tiny"), kind="classifier", mel=b.mel, normaliser=b.normaliser, preset="tiny")
     assert main(["cladec", "decode", str(tmp_path / "d"), "--classifier", str(other), "--reference", ref,
-                 "--out", str(tmp_path / "x")]) == 2
+                 "--out", str(tmp_path / "x")]) == 1  # bad files: exit status 1
     assert "trained for classifier" in capsys.readouterr().err
     (tmp_path / "bad.safetensors").write_bytes(b"garbage")
     assert main(["cladec", "decode", str(tmp_path / "bad.safetensors"), "--classifier", clf, "--reference", ref,
-                 "--out", str(tmp_path / "x")]) == 2
+                 "--out", str(tmp_path / "x")]) == 1
     assert "not a readable safetensors" in capsys.readouterr().err
     short = tmp_path / "short.wav"
     sf.write(short, 0.1 * np.sin(np.arange(11025) / 5.0), 22050)

@@ -148,7 +148,7 @@ def test_faithfulness_writes_the_table_and_the_sanity_check(tmp_path, tiny_demo_
     assert all(len(v) == 7 and all(-1 <= c <= 1 for c in v) for v in san["mean_correlation"].values())
     # without the randomisation check
     assert main(["faithfulness", "--excerpts", "2", "--steps", "2", "--n-random", "1", "--no-sanity", "--json",
-                 str(report), *CPU]) == 0
+                 str(report), "--force", *CPU]) == 0  # --force: the report of the first run is replaced
     assert "Model randomisation" not in capsys.readouterr().out
     doc = json.loads(report.read_text())
     assert "sanity" not in doc and len(doc["faithfulness"]) == 12 + 2  # the maps, random blobs and bins
@@ -159,7 +159,7 @@ def test_faithfulness_writes_the_table_and_the_sanity_check(tmp_path, tiny_demo_
     adv = load_bundle(tiny_demo_dir / "robust" / "adversarial.safetensors")  # another tiny classifier
     save_explainer(other, replace(load_explainer(exp, classifier=None), classifier_identity=adv.identity),
                    classifier=adv)
-    assert main(["faithfulness", "--excerpts", "0", "--explainer", str(other), *CPU]) == 2
+    assert main(["faithfulness", "--excerpts", "0", "--explainer", str(other), *CPU]) == 1  # a bad file
     assert "trained for classifier" in capsys.readouterr().err
 
 
@@ -167,7 +167,7 @@ def test_train_explainer_refuses_bad_arguments_cleanly(tmp_path, tiny_demo_dir, 
     clf = str(tiny_demo_dir / "classifier.safetensors")
     out = tmp_path / "e.safetensors"
     base = ["train", "explainer", "--classifier", clf, "--out", str(out), "--steps", "2", *CPU]
-    assert main([*base, "--data", str(tmp_path / "nonexistent")]) == 2
+    assert main([*base, "--data", str(tmp_path / "nonexistent")]) == 1  # a missing data folder: a failure
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "nonexistent" in err and "does not exist" in err
     assert main([*base, "--data", str(tmp_path), "--k", "99"]) == 2

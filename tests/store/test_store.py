@@ -3,7 +3,7 @@ import torch
 
 from xai_core.actmax import AMConfig, GridConfig, run_am, run_grid
 from xai_core.actmax import engine as engine_mod
-from xai_core.errors import CancelledError, ParameterError
+from xai_core.errors import CancelledError, ParameterError, StoreError
 from xai_core.store import RunStore
 
 GRID = GridConfig(lrs=(0.1, 0.01), lams=(0.01,), iters=(2, 4), directions=("max", "min"), n_examples=3,
@@ -24,7 +24,7 @@ def test_am_round_trip_and_delete(tiny_bundles, tmp_path):
     assert store.info(rid)["classifier"]["identity"] == clf.identity
     store.delete(rid)
     assert store.list_runs() == [] and not (tmp_path / rid).exists()
-    with pytest.raises(ParameterError):
+    with pytest.raises(StoreError, match="no run"):
         store.load(rid)
 
 

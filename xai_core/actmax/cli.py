@@ -4,26 +4,28 @@ from __future__ import annotations
 
 import argparse
 
-from xai_core.actmax.config import PRIOR_HELP, AMConfig, GridConfig
+from xai_core.actmax.config import (
+    MAX_EXAMPLES,
+    MAX_ITER,
+    MAX_LAM,
+    MAX_LR,
+    MAX_UNIT,
+    PRIOR_HELP,
+    AMConfig,
+    GridConfig,
+)
+from xai_core.cliargs import SEED, add_device, float_list, float_range, int_list, int_range
 from xai_core.errors import ParameterError
+
+# the configurations' own bounds (AMConfig / GridConfig), refused already by argparse
+LR = float_range(0.0, MAX_LR, lo_open=True)  # Adam learning rate on z; the paper's grid: 0.001 .. 0.1
+LAM = float_range(0.0, MAX_LAM)  # prior weight; the paper's grid: 0.001 .. 0.1
+ITERS = int_range(1, MAX_ITER)
+UNIT = int_range(0, MAX_UNIT)
 
 PRIOR_TEXT = ("prior convention: 'paper' = objective a(z) + lam*log N(z;0,I), i.e. penalty (lam/2)*||z||^2; "
               "'code' = the authors' code, penalty lam*||z||^2 (the paper's grid values 0.1/0.01/0.001 "
               "are this rp)")
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -36,10 +38,12 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--classifier", help="classifier bundle (overrides the demo's)")
     g.add_argument("--generator", help="generator bundle (overrides the demo's)")
     p.add_argument("--layer", default="logit", help="explained layer (default: logit)")
-    p.add_argument("--unit", type=int, default=0, help="unit index in the layer's flattened output")
-    p.add_argument("--seed", type=int, default=0, help="example i starts from z0 with seed (seed + i)")
-    p.add_argument("--examples", type=int, default=50, help="examples (seeds) per configuration")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--unit", type=UNIT, default=0,
+                   help="unit index in the layer's flattened output")
+    p.add_argument("--seed", type=SEED, default=0, help="example i starts from z0 with seed (seed + i)")
+    p.add_argument("--examples", type=int_range(1, MAX_EXAMPLES), default=50,
+                   help="examples (seeds) per configuration")
+    add_device(p)
     p.add_argument("--runs-dir", help="run store folder (default: $XAI_RUNS_DIR or ./runs)")
     p.add_argument("--name", help="a name for the stored run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -84,18 +88,19 @@ def _am(args) -> int:
     cfg = AMConfig(layer=args.layer, unit=args.unit, direction=args.direction, lr=args.lr, lam=args.lam,
                    prior=args.prior, n_iter=args.iters, n_examples=args.examples, seed=args.seed)
     clf, gen, _ = _load(args)
+    store = RunStore(args.runs_dir)  # an unusable store fails before the computation, not after
     bar = _Bar(not args.no_progress, f"AM {cfg.direction}")
     try:
         res = run_am(clf, gen, cfg, device=args.device, progress=bar)
     finally:
         bar.close()
-    store = RunStore(args.runs_dir)
     run_id = store.save_am(res, classifier=clf, generator=gen, name=args.name)
     print(f"AM {cfg.direction} {cfg.layer}[{cfg.unit}] lr={cfg.lr} lam={cfg.lam} ({PRIOR_HELP[cfg.prior]}), "
           f"{cfg.n_iter} iterations, {cfg.n_examples} examples on {res.device} in {res.seconds:.1f} s")
     print(f"  kept response: mean {float(res.response_best.mean()):.4f}  min {float(res.response_best.min()):.4f}"
           f"  max {float(res.response_best.max()):.4f};  p(vocal) mean {float(res.prob_best.mean()):.3f}")
     print(f"run {run_id} stored in {store.root.resolve()}")
+    store.ensure_complete(run_id)  # NaN / inf results: stored as failed, exit status 1
     return 0
 
 
@@ -134,6 +139,7 @@ def _grid(args) -> int:
     print(format_grid(res))
     print(f"{len(res.examples)} configurations x {cfg.n_examples} examples on {res.device} in {res.seconds:.1f} s")
     print(f"run {res.run_id} stored in {store.root.resolve()}")
+    store.ensure_complete(res.run_id)  # a NaN FID or no finite selection: stored as failed, exit status 1
     return 0
 
 
@@ -142,26 +148,29 @@ def register(sub) -> None:
                        description="Activation maximisation: Adam on z, keep the best iterate. " + PRIOR_TEXT)
     _model_args(p)
     p.add_argument("--direction", choices=("max", "min"), default="max")
-    p.add_argument("--lr", type=float, default=0.01, help="Adam learning rate on z")
-    p.add_argument("--lam", type=float, default=0.01, help="prior weight (see --prior)")
+    p.add_argument("--lr", type=LR, default=0.01, help="Adam learning rate on z")
+    p.add_argument("--lam", type=LAM, default=0.01, help="prior weight (see --prior)")
     p.add_argument("--prior", choices=("paper", "code"), default="paper", help=PRIOR_TEXT)
-    p.add_argument("--iters", type=int, default=100, help="Adam updates")
+    p.add_argument("--iters", type=ITERS, default=100, help="Adam updates")
     p.set_defaults(func=_am)
 
     p = sub.add_parser("grid", help="the paper's lr x lambda x iterations grid with FID selection",
                        description="Batched grid of activation maximisation with FID selection. " + PRIOR_TEXT)
     _model_args(p)
     p.add_argument("--reference", help="reference excerpts (.safetensors ReferenceSet; default: the demo's)")
-    p.add_argument("--lrs", type=_floats, default=(0.1, 0.01, 0.001))
-    p.add_argument("--lams", type=_floats, default=(0.1, 0.01, 0.001), help="prior weights (see --prior)")
-    p.add_argument("--iters", type=_ints, default=(100, 500, 1000),
-                   help="iteration counts (snapshots of one trajectory)")
+    p.add_argument("--lrs", type=float_list(0.0, MAX_LR, lo_open=True), default=(0.1, 0.01, 0.001),
+                   help="Adam learning rates, comma-separated")
+    p.add_argument("--lams", type=float_list(0.0, MAX_LAM), default=(0.1, 0.01, 0.001),
+                   help="prior weights (see --prior), comma-separated")
+    p.add_argument("--iters", type=int_list(1, MAX_ITER), default=(100, 500, 1000),
+                   help="iteration counts (snapshots of one trajectory), comma-separated")
     p.add_argument("--directions", type=_names, default=("max", "min"))
     p.add_argument("--prior", choices=("paper", "code"), default="code", help=PRIOR_TEXT + " (default: code)")
-    p.add_argument("--n-reference", type=int, default=50, help="top/bottom-N real excerpts for the FID")
+    p.add_argument("--n-reference", type=int_range(2, 1_000_000), default=50,
+                   help="top/bottom-N real excerpts for the FID")
     p.add_argument("--features", type=_names, default=("response", "fc2"),
                    help="FID feature spaces: 'response' (scalar unit response) and/or layer names")
-    p.add_argument("--max-chunk", type=int, help="max rows per device batch (default: automatic)")
+    p.add_argument("--max-chunk", type=int_range(1, MAX_EXAMPLES), help="max rows per device batch (default: automatic)")
     p.add_argument("--resume", metavar="RUN_ID", help="resume an interrupted grid run of the store")
     p.set_defaults(func=_grid)
 

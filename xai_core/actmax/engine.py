@@ -467,8 +467,11 @@ def run_grid(classifier: Bundle, generator: Bundle, config: GridConfig, *, refer
                          chunk=chunk, progress=progress, store=store, run_id=run_id, trace_every=trace_every)
     except BaseException as exc:
         if store is not None:
-            store.mark(run_id, "cancelled" if type(exc).__name__ == "CancelledError" else "failed",
-                       message=f"{type(exc).__name__}: {exc}")
+            try:
+                store.mark(run_id, "cancelled" if type(exc).__name__ == "CancelledError" else "failed",
+                           message=f"{type(exc).__name__}: {exc}")
+            except Exception:  # noqa: BLE001 - a broken store must not hide the error that stopped the grid
+                pass
         raise
 
     fid: dict = {}

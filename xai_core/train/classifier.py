@@ -218,10 +218,9 @@ def _checkpoint_state(model, ema, opt, epoch, normaliser, history, seconds, cfg,
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    from xai_core.fileio import atomic_write_with
+
+    atomic_write_with(path, lambda tmp: torch.save(state, tmp))  # private temp folder: no planted links
 
 
 def _load_checkpoint(path: Path) -> dict:

@@ -9,7 +9,22 @@ import shlex
 import time
 from pathlib import Path
 
-from xai_core.errors import ParameterError
+from xai_core.cliargs import (
+    BATCH,
+    FRACTION,
+    LR,
+    MAX_COUNT,
+    PROBABILITY,
+    SEED,
+    STEPS,
+    THREADS,
+    add_device,
+    add_force,
+    float_range,
+    int_range,
+)
+from xai_core.errors import DataError, ParameterError
+from xai_core.fileio import atomic_write_text, check_output_file, prepare_output_dir
 
 
 def _command_line(args) -> str:
@@ -47,11 +62,21 @@ def _setup_torch(args) -> None:
             torch.backends.cudnn.benchmark = False
 
 
+def _read_corpus_json(cj: Path) -> dict:
+    try:
+        c = json.loads(cj.read_text())
+        if not isinstance(c, dict):
+            raise TypeError("not a JSON object")
+        return c
+    except (OSError, ValueError, TypeError, RecursionError) as exc:
+        raise DataError(f"{str(cj)!r} is not a readable corpus description ({type(exc).__name__}: {exc})") from None
+
+
 def _corpus_info(root: Path) -> dict:
     info = {"path": str(root)}
     cj = root / "corpus.json"
     if cj.is_file():
-        c = json.loads(cj.read_text())
+        c = _read_corpus_json(cj)
         info.update({"corpus_seed": c.get("seed"), "corpus_version": c.get("corpus_version"),
                      "generator": c.get("generator"), "totals": c.get("totals")})
     return info
@@ -62,7 +87,10 @@ def _song_splits(root: Path) -> dict[str, str] | None:
     cj = root / "corpus.json"
     if not cj.is_file():
         return None
-    return {f["song"]: f["split"] for f in json.loads(cj.read_text()).get("files", [])}
+    try:
+        return {f["song"]: f["split"] for f in _read_corpus_json(cj).get("files", [])}
+    except (TypeError, KeyError) as exc:
+        raise DataError(f"{str(cj)!r}: its file list is damaged ({type(exc).__name__}: {exc})") from None
 
 
 def _check_extra_corpora(main: Path, extras: list[Path]) -> None:
@@ -90,11 +118,22 @@ def _bar(desc: str, total: int | None = None):
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
+    add_device(p)
+    p.add_argument("--threads", type=THREADS, default=0, help="CPU threads for torch (0 = torch's default)")
     p.add_argument("--cache-dir", type=Path, default=None, help="feature cache folder")
     p.add_argument("--no-deterministic", dest="deterministic", action="store_false",
                    help="allow non-deterministic kernels")
+
+
+def _eval_threshold(text: str) -> str:
+    if text in ("tune", "bundle"):
+        return text
+    try:
+        PROBABILITY(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected 'tune', 'bundle' or a probability in [0, 1], got {text!r}") \
+            from None
+    return text
 
 
 def register(sub) -> None:
@@ -109,38 +148,42 @@ def register(sub) -> None:
                         "split may be in an extra corpus' train or valid split")
     c.add_argument("--out", type=Path, required=True, help="output bundle (.safetensors)")
     c.add_argument("--preset", default="lite", help="SVDNet preset: paper, lite, tiny")
-    c.add_argument("--epochs", type=int, default=20)
-    c.add_argument("--batches-per-epoch", type=int, default=2000)
-    c.add_argument("--batch-size", type=int, default=32)
-    c.add_argument("--lr", type=float, default=0.01)
-    c.add_argument("--lr-decay", type=float, default=0.85, help="learning-rate factor per epoch")
-    c.add_argument("--momentum", type=float, default=0.95)
+    c.add_argument("--epochs", type=int_range(1, 100_000), default=20)
+    c.add_argument("--batches-per-epoch", type=STEPS, default=2000)
+    c.add_argument("--batch-size", type=BATCH, default=32)
+    c.add_argument("--lr", type=LR, default=0.01)
+    c.add_argument("--lr-decay", type=float_range(0.0, 1.0, lo_open=True), default=0.85,
+                   help="learning-rate factor per epoch")
+    c.add_argument("--momentum", type=FRACTION, default=0.95)
     c.add_argument("--no-nesterov", dest="nesterov", action="store_false")
-    c.add_argument("--label-smoothing", type=float, default=0.02, help="targets 0.02/0.98; 0 = hard")
-    c.add_argument("--dropout", type=float, default=0.5)
+    c.add_argument("--label-smoothing", type=float_range(0.0, 0.5, hi_open=True), default=0.02,
+                   help="targets 0.02/0.98; 0 = hard")
+    c.add_argument("--dropout", type=FRACTION, default=0.5)
     c.add_argument("--no-augment", action="store_true", help="switch all augmentation off")
-    c.add_argument("--pitch-shift", type=float, default=0.3, help="max pitch shift (fraction)")
-    c.add_argument("--time-stretch", type=float, default=0.3, help="max time stretch (fraction)")
-    c.add_argument("--filter-db", type=float, default=10.0, help="max random filter gain (dB)")
-    c.add_argument("--mix-prob", type=float, default=0.0,
+    c.add_argument("--pitch-shift", type=FRACTION, default=0.3, help="max pitch shift (fraction)")
+    c.add_argument("--time-stretch", type=FRACTION, default=0.3, help="max time stretch (fraction)")
+    c.add_argument("--filter-db", type=float_range(0.0, 60.0), default=10.0, help="max random filter gain (dB)")
+    c.add_argument("--mix-prob", type=PROBABILITY, default=0.0,
                    help="chance of mixing a random non-vocal excerpt into an example (0 = paper recipe)")
-    c.add_argument("--mix-attenuation-db", type=float, default=12.0,
+    c.add_argument("--mix-attenuation-db", type=float_range(0.0, 60.0), default=12.0,
                    help="the mixed-in excerpt is attenuated by 0..this many dB")
-    c.add_argument("--remix-prob", type=float, default=0.0,
+    c.add_argument("--remix-prob", type=PROBABILITY, default=0.0,
                    help="stem remixing: chance that an example's voice is put over the accompaniment of "
                         "another random excerpt, at its own voice-to-accompaniment ratio (needs corpora "
                         "built with 'data build-demo --stems'; 0 = paper recipe)")
-    c.add_argument("--remix-jitter-db", type=float, default=3.0,
+    c.add_argument("--remix-jitter-db", type=float_range(0.0, 24.0), default=3.0,
                    help="the remixed voice-to-accompaniment ratio moves by up to +-this many dB")
-    c.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+    c.add_argument("--ema", type=FRACTION, default=0.0, metavar="DECAY",
                    help="keep an exponential moving average of the weights with this decay per batch and "
                         "save it instead of the last SGD iterate (e.g. 0.999; 0 = off, the paper's recipe); "
                         "both are validated every epoch and the iterate's test metrics are stored too")
-    c.add_argument("--median-frames", type=int, default=56)
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--median-frames", type=int_range(1, 100_000), default=56)
+    c.add_argument("--seed", type=SEED, default=0)
     c.add_argument("--checkpoint", type=Path, default=None, help="training checkpoint (default OUT.ckpt.pt)")
-    c.add_argument("--resume", action="store_true", help="continue from the checkpoint if present")
+    c.add_argument("--resume", action="store_true", help="continue from the checkpoint if present (an existing "
+                   "--out is then replaced)")
     c.add_argument("--float16", action="store_true", help="store the weights as float16")
+    add_force(c, "an existing --out bundle")
     _common(c)
     c.set_defaults(func=_train_classifier, _parser=c, _words=["train", "classifier"])
 
@@ -151,33 +194,37 @@ def register(sub) -> None:
     g.add_argument("--preset", default="lite", help="generator preset: paper, lite, tiny")
     g.add_argument("--critic-preset", default=None, help="discriminator preset (default: --preset)")
     g.add_argument("--loss", default="hinge", choices=("hinge", "wgan-gp"))
-    g.add_argument("--steps", type=int, default=6000)
-    g.add_argument("--batch-size", type=int, default=32)
-    g.add_argument("--critic-steps", type=int, default=1)
-    g.add_argument("--lr-g", type=float, default=2e-4)
-    g.add_argument("--lr-d", type=float, default=2e-4)
-    g.add_argument("--beta1", type=float, default=0.0)
-    g.add_argument("--beta2", type=float, default=0.9)
-    g.add_argument("--gp-weight", type=float, default=10.0)
-    g.add_argument("--ema", type=float, default=0.999, help="generator weight averaging (0 = off)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--steps", type=STEPS, default=6000)
+    g.add_argument("--batch-size", type=BATCH, default=32)
+    g.add_argument("--critic-steps", type=int_range(1, 100), default=1)
+    g.add_argument("--lr-g", type=LR, default=2e-4)
+    g.add_argument("--lr-d", type=LR, default=2e-4)
+    g.add_argument("--beta1", type=FRACTION, default=0.0)
+    g.add_argument("--beta2", type=FRACTION, default=0.9)
+    g.add_argument("--gp-weight", type=float_range(0.0, 1e6), default=10.0)
+    g.add_argument("--ema", type=FRACTION, default=0.999, help="generator weight averaging (0 = off)")
+    g.add_argument("--seed", type=SEED, default=0)
     g.add_argument("--checkpoint", type=Path, default=None, help="training checkpoint (default OUT.ckpt.pt)")
-    g.add_argument("--checkpoint-every", type=int, default=250)
-    g.add_argument("--select-every", type=int, default=500,
+    g.add_argument("--checkpoint-every", type=STEPS, default=250)
+    g.add_argument("--select-every", type=int_range(0, 10_000_000), default=500,
                    help="every this many steps score the raw generator and its weight average by FID on the "
                         "classifier's hidden layer against the validation split of --data, and save the best "
                         "snapshot (0 = save the final weight average)")
-    g.add_argument("--select-n", type=int, default=1000, help="samples (and real excerpts) per selection FID")
-    g.add_argument("--resume", action="store_true")
+    g.add_argument("--select-n", type=int_range(2, 100_000), default=1000,
+                   help="samples (and real excerpts) per selection FID")
+    g.add_argument("--resume", action="store_true", help="continue from the checkpoint if present (an existing "
+                   "--out and the samples / artefacts of the run it continues are then replaced)")
     g.add_argument("--sample-dir", type=Path, default=None, help="write a sample grid PNG every --sample-every steps")
-    g.add_argument("--sample-every", type=int, default=500)
-    g.add_argument("--report-n", type=int, default=1000, help="excerpts per set for the quality report")
+    g.add_argument("--sample-every", type=STEPS, default=500)
+    g.add_argument("--report-n", type=int_range(2, 100_000), default=1000,
+                   help="excerpts per set for the quality report")
     g.add_argument("--report-data", type=Path, default=None,
                    help="corpus whose test split gives the real excerpts of the report (default --data)")
     g.add_argument("--artefacts", type=Path, default=None,
                    help="folder for samples.png and samples_*.wav of the final generator")
-    g.add_argument("--n-wavs", type=int, default=6)
+    g.add_argument("--n-wavs", type=int_range(0, 64), default=6)
     g.add_argument("--float16", action="store_true", help="store the weights as float16")
+    add_force(g, "an existing --out bundle and sample / artefact files of an earlier run")
     _common(g)
     g.set_defaults(func=_train_gan, _parser=g, _words=["train", "gan"])
 
@@ -185,10 +232,13 @@ def register(sub) -> None:
     r.add_argument("--data", type=Path, required=True)
     r.add_argument("--classifier", type=Path, required=True)
     r.add_argument("--out", type=Path, required=True, help="reference .safetensors")
-    r.add_argument("--n", type=int, default=384, help="excerpts in the set")
-    r.add_argument("--extremes", type=int, default=64, help="most- and least-vocal excerpts included (each)")
-    r.add_argument("--candidates", type=int, default=6000, help="random excerpts scored to choose from")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--n", type=int_range(1, MAX_COUNT), default=384, help="excerpts in the set")
+    r.add_argument("--extremes", type=int_range(0, MAX_COUNT), default=64,
+                   help="most- and least-vocal excerpts included (each)")
+    r.add_argument("--candidates", type=int_range(1, 10_000_000), default=6000,
+                   help="random excerpts scored to choose from")
+    r.add_argument("--seed", type=SEED, default=0)
+    add_force(r, "an existing --out file")
     _common(r)
     r.set_defaults(func=_reference, _parser=r, _words=["train", "reference"])
 
@@ -205,6 +255,7 @@ def register(sub) -> None:
     x.add_argument("bundle", type=Path)
     x.add_argument("--out", type=Path, required=True)
     x.add_argument("--float16", action="store_true", help="store floating weights as float16")
+    add_force(x, "an existing --out bundle")
     x.set_defaults(func=_export)
 
     rep = tsub.add_parser("report", help="collect the demo build's numbers into report.json; judge the generator "
@@ -214,10 +265,10 @@ def register(sub) -> None:
     rep.add_argument("--assets", type=Path, required=True, help="the demo folder (float16 bundles, reference)")
     rep.add_argument("--heldout", type=Path, required=True, help="held-out corpus (fp16 cost on its test split)")
     rep.add_argument("--timings", type=Path, default=None, help="JSON of stage durations (seconds)")
-    rep.add_argument("--seed", type=int, default=0)
-    rep.add_argument("--report-n", type=int, default=1000,
+    rep.add_argument("--seed", type=SEED, default=0)
+    rep.add_argument("--report-n", type=int_range(2, 100_000), default=1000,
                      help="excerpts per set for the float32 and float16 quality reports")
-    rep.add_argument("--n-wavs", type=int, default=6,
+    rep.add_argument("--n-wavs", type=int_range(0, 64), default=6,
                      help="WAVs of the most and least vocal generator samples written next to samples.png")
     _common(rep)
     rep.set_defaults(func=_report)
@@ -229,12 +280,14 @@ def register(sub) -> None:
     e.add_argument("--data", type=Path, required=True, help="corpus folder (Jamendo layout)")
     e.add_argument("--split", default="test", choices=("train", "valid", "test", "all"),
                    help="split to test on (default test)")
-    e.add_argument("--threshold", default="tune",
-                   help="'tune' (on the corpus's valid split), 'bundle' (the bundle's stored one) or a number")
-    e.add_argument("--median-frames", type=int, default=56)
+    e.add_argument("--threshold", type=_eval_threshold, default="tune",
+                   help="'tune' (on the corpus's valid split), 'bundle' (the bundle's stored one) or a "
+                        "probability in [0, 1]")
+    e.add_argument("--median-frames", type=int_range(1, 100_000), default=56)
     e.add_argument("--key", default=None, help="metrics key in the bundle (default eval:<folder name>:<split>)")
     e.add_argument("--no-write", action="store_true", help="do not write the metrics into the bundle")
     e.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
+    add_force(e, "an existing --json file")
     _common(e)
     e.set_defaults(func=_eval_classifier, _parser=e, _words=["eval", "classifier"])
 
@@ -251,6 +304,8 @@ def _train_classifier(args) -> int:
     from xai_core.train.data import load_split
     from xai_core.train.evaluate import evaluate_classifier
 
+    # before hours of training, not after; a resumed run replaces the --out of the run it continues
+    check_output_file(args.out, force=args.force or args.resume, what="--out")
     _setup_torch(args)
     mel = MelConfig()
     aug = AugmentConfig.none() if args.no_augment else AugmentConfig(
@@ -335,6 +390,7 @@ def _eval_classifier(args) -> int:
     from xai_core.train.data import load_split
     from xai_core.train.evaluate import evaluate_classifier
 
+    check_output_file(args.json, force=args.force, what="--json")
     _setup_torch(args)
     dev = resolve_device(args.device)
     b = load_bundle(args.bundle, device=dev, expected_kind="classifier")
@@ -376,8 +432,7 @@ def _eval_classifier(args) -> int:
         update_bundle_metadata(args.bundle, metrics={key: doc})
         print(f"metrics written to {args.bundle} under {key!r}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+        atomic_write_text(args.json, json.dumps(doc, indent=1, default=float) + "\n", overwrite=args.force)
     return 0
 
 
@@ -395,12 +450,17 @@ def _train_gan(args) -> int:
         random_excerpts,
         train_gan,
     )
+    # before hours of training, not after; a resumed run replaces the --out of the run it continues
+    check_output_file(args.out, force=args.force or args.resume, what="--out")
+    if args.sample_dir:
+        _check_folder(args.sample_dir, "--sample-dir", ["samples_*.png"], force=args.force or args.resume)
+    if args.artefacts:
+        _check_folder(args.artefacts, "--artefacts", ["samples.png", "samples_vocal_*.wav",
+                                                      "samples_nonvocal_*.wav"], force=args.force or args.resume)
     _setup_torch(args)
     dev = resolve_device(args.device)
     clf = load_bundle(args.classifier, device=dev, expected_kind="classifier")
     if clf.normaliser is None:
-        from xai_core.errors import ParameterError
-
         raise ParameterError(f"{args.classifier}: classifier bundle has no normaliser")
     mel = clf.mel
     cfg = GanTrainConfig(preset=args.preset, critic_preset=args.critic_preset or args.preset, loss=args.loss,
@@ -458,19 +518,22 @@ def _train_gan(args) -> int:
     return 0
 
 
+def _check_folder(folder: Path, what: str, patterns: list[str], *, force: bool) -> None:
+    """An output folder (created now) without files matching ``patterns`` unless ``force``, before any work."""
+    folder = prepare_output_dir(folder, what=what)
+    found = sorted(p.name for pat in patterns for p in folder.glob(pat))
+    if found and not force:
+        raise ParameterError(f"{what} {str(folder)!r} already has {', '.join(found[:3])}"
+                             f"{f' and {len(found) - 3} more' if len(found) > 3 else ''}; pass --force to overwrite")
+
+
 def _save_grid(logmel, path: Path, titles: list[str], mel, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    from xai_core.fileio import atomic_write_bytes, figure_png
     from xai_core.viz import spectrogram_grid
 
     fig = spectrogram_grid(logmel.numpy(), titles, cfg=mel, ncols=4)
     fig.suptitle(title, fontsize=9)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=72)
-    plt.close(fig)
+    atomic_write_bytes(path, figure_png(fig, dpi=72))
 
 
 def _write_artefacts(generator, clf, folder: Path, *, seed: int, n_wavs: int) -> None:
@@ -493,8 +556,10 @@ def _write_artefacts(generator, clf, folder: Path, *, seed: int, n_wavs: int) ->
     pick = order[:k] + order[-k:]
     waves = mel_to_audio(x[pick], cfg=clf.mel, n_iter=100)  # (2k, L)
     names = [f"samples_vocal_{j + 1}.wav" for j in range(k)] + [f"samples_nonvocal_{j + 1}.wav" for j in range(k)]
+    from xai_core.fileio import atomic_write_bytes
+
     for name, data in zip(names, wav_bytes_set(list(waves), sample_rate=clf.mel.sample_rate), strict=True):
-        (folder / name).write_bytes(data)
+        atomic_write_bytes(folder / name, data, root=folder)
     print(f"wrote samples.png and {len(names)} WAVs to {folder} "
           f"(p(vocal) of the WAVs: {[round(float(p[i]), 3) for i in pick]})")
 
@@ -504,10 +569,12 @@ def _reference(args) -> int:
 
     from xai_core.assets import ReferenceSet
     from xai_core.checkpoints import load_bundle
+    from xai_core.fileio import atomic_write_with
     from xai_core.train.classifier import resolve_device
     from xai_core.train.data import load_split
     from xai_core.train.reference import select_reference
 
+    check_output_file(args.out, force=args.force, what="--out")
     _setup_torch(args)
     dev = resolve_device(args.device)
     clf = load_bundle(args.classifier, device=dev, expected_kind="classifier")
@@ -521,7 +588,7 @@ def _reference(args) -> int:
         from xai_core.data.tags import demo_corpus_tags
 
         ref.tags = demo_corpus_tags(args.data, ref.sources, ref.labels.tolist())
-    ref.save(args.out)
+    atomic_write_with(args.out, ref.save, overwrite=args.force)
     lg = torch.tensor(ref.info["logits"])
     print(f"wrote {args.out}: {len(ref)} excerpts, {int(ref.labels.sum())} labelled vocal, logits "
           f"{float(lg.min()):.2f} .. {float(lg.max()):.2f}")
@@ -533,6 +600,7 @@ def _export(args) -> int:
 
     from xai_core.checkpoints import load_bundle, save_bundle
 
+    check_output_file(args.out, force=args.force, what="--out")
     b = load_bundle(args.bundle)
     prov = {**b.provenance, "exported_from": str(args.bundle), "source_identity": b.identity,
             "weights_dtype": "float16" if args.float16 else "float32"}
@@ -570,7 +638,10 @@ def _report(args) -> int:
         raise ParameterError(f"{args.generator} was trained against another normaliser than {args.classifier}'s "
                              "(another training set): retrain the GAN with this classifier")
     test = load_split(args.heldout, "test", mel=c32.mel, cache_dir=args.cache_dir)
-    thr = float(c32.metrics["eval"]["threshold"])
+    try:
+        thr = float(c32.metrics["eval"]["threshold"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ParameterError(f"{args.classifier}: has no stored threshold (metrics.eval.threshold)") from exc
     r32 = evaluate_classifier(c32.model, c32.normaliser, valid=[], test=test, threshold=thr, device=dev)
     r16 = evaluate_classifier(c16.model, c16.normaliser, valid=[], test=test, threshold=thr, device=dev)
     real, _, _ = random_excerpts(test, 2 * args.report_n, seed=args.seed, frames=c32.mel.excerpt_frames)
@@ -613,9 +684,12 @@ def _report(args) -> int:
         "files_bytes": {p.name: p.stat().st_size for p in sorted(Path(args.assets).iterdir()) if p.is_file()},
     }
     if args.timings and args.timings.is_file():
-        doc["timings_seconds"] = json.loads(args.timings.read_text())
-    out = Path(args.assets) / "report.json"
-    out.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+        try:
+            doc["timings_seconds"] = json.loads(args.timings.read_text())
+        except (OSError, ValueError, RecursionError) as exc:
+            raise DataError(f"--timings {str(args.timings)!r} is not readable JSON ({exc})") from None
+    out = Path(args.assets) / "report.json"  # the report's own files in --assets are rewritten by design
+    atomic_write_text(out, json.dumps(doc, indent=1, default=float) + "\n")
     print(f"held-out test error: float32 {r32.test['error']:.2%}, float16 {r16.test['error']:.2%} "
           f"(max logit change {logit_dev:.2e}); generator FID hidden fp32 {q32['fid_hidden']:.3f}, "
           f"fp16 {q16['fid_hidden']:.3f} (floor {q16['fid_hidden_floor']:.3f})")

@@ -107,11 +107,9 @@ def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
     """Write a training checkpoint atomically (tensors and plain containers only)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    from xai_core.fileio import atomic_write_with
+
+    atomic_write_with(Path(path), lambda tmp: torch.save(state, tmp))  # private temp folder: no planted links
 
 
 def load_checkpoint(path: str | Path, *, key: str = "step") -> dict:

@@ -7,9 +7,30 @@ import json
 import time
 from pathlib import Path
 
-from xai_core.cliargs import floats as _floats
+from xai_core.cliargs import (
+    BATCH,
+    GL_ITERS,
+    LR,
+    MAX_COUNT,
+    SECONDS,
+    SEED,
+    STEPS,
+    THREADS,
+    add_device,
+    add_force,
+    float_list,
+    float_range,
+    int_range,
+)
 from xai_core.cliargs import names as _names
 from xai_core.errors import ParameterError
+from xai_core.fileio import atomic_write_bytes, check_new_files, check_output_file, prepare_output_dir
+from xai_core.text import printable
+
+MAX_EPS_DB = 60.0  # = explain.consistency.config.MAX_EPS_DB (spelt out: --help imports no torch)
+EPS = float_range(0.0, MAX_EPS_DB, lo_open=True)
+ATTACK_STEPS = int_range(1, 10_000)  # = explain.consistency.config.MAX_ATTACK_STEPS
+EPS_LIST = float_list(0.0, MAX_EPS_DB, lo_open=True)
 
 HELP = ("Neuron consistency under adversarial examples (Dong, Bao, Su & Zhu): a unit is interpretable when its "
         "top-k inputs share a concept, consis = p^T A p; the claim is that consistency drops on adversarial "
@@ -55,22 +76,12 @@ def _attack_config(args, **over):
     return AttackConfig(**kw)
 
 
-def _out_dir(path: Path) -> Path:
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ParameterError(f"--out {str(path)!r} exists and is not a folder")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _write(path: Path | None, text: str) -> None:
+def _write(path: Path | None, text: str, *, force: bool) -> None:
     if path is None:
         return
-    from xai_core.fileio import atomic_write_bytes
-
     if Path(path).is_dir():
         raise ParameterError(f"{str(path)!r} is a folder, not a file name")
-    atomic_write_bytes(Path(path), text.encode())
+    atomic_write_bytes(Path(path), text.encode(), overwrite=force)
 
 
 def _index(text: str, n: int) -> list[int]:
@@ -92,12 +103,14 @@ def _attack(args) -> int:
     import torch
 
     from xai_core.assets import ReferenceSet
-    from xai_core.audio import mel_to_audio, write_wav
+    from xai_core.audio import mel_to_audio
+    from xai_core.audio.export import wav_bytes
     from xai_core.audio.features import excerpt_of_file
     from xai_core.explain.consistency import attack, success_curve
     from xai_core.explain.consistency.listen import reanalysed_logits
 
     _setup(args)
+    out = prepare_output_dir(args.out)
     clf = _classifier(args.classifier)
     cfg = _attack_config(args)
     frames = clf.model.config.n_frames
@@ -109,7 +122,10 @@ def _attack(args) -> int:
         idx = _index(args.excerpts, len(ref))
         x, labels = ref.logmel[idx].float(), ref.labels[idx].float()
         sources, tags = [ref.sources[i] for i in idx], {k: [v[i] for i in idx] for k, v in ref.tags.items()}
-    out = _out_dir(args.out)
+    n_wav = min(args.wavs, len(sources))
+    wav_names = [f"{i:03d}_{kind}.wav" for i in range(n_wav) for kind in ("original", "adversarial")]
+    check_new_files(out, ["adversarial.safetensors", "attack.json", *(["success.csv"] if args.eps_curve else []),
+                          *wav_names], force=args.force)
     bar = _bar("attack")
     try:
         res = attack(clf, x, labels=labels, config=cfg, device=args.device, progress=bar)
@@ -122,8 +138,9 @@ def _attack(args) -> int:
                        {"attack": cfg.to_dict(), "summary": s, "classifier_identity": clf.identity,
                         "logits_before": [round(float(v), 4) for v in res.logit],
                         "logits_after": [round(float(v), 4) for v in res.logit_adv]}, tags)
-    adv.save(out / "adversarial.safetensors", dtype=torch.float32)
-    n_wav = min(args.wavs, len(sources))
+    from xai_core.fileio import atomic_write_with
+
+    atomic_write_with(out / "adversarial.safetensors", lambda p: adv.save(p, dtype=torch.float32), root=out)
     resynth: dict[int, tuple[float, float]] = {}
     if n_wav:
         panels = torch.cat([res.logmel[:n_wav], res.adversarial[:n_wav]])  # (2n, T, M)
@@ -131,8 +148,8 @@ def _attack(args) -> int:
             waves = mel_to_audio(panels, cfg=clf.mel, n_iter=args.gl_iters).numpy()
         peak = max(float(abs(w).max()) for w in waves) or 1.0
         for i in range(n_wav):
-            write_wav(out / f"{i:03d}_original.wav", waves[i], sample_rate=clf.mel.sample_rate, peak=peak)
-            write_wav(out / f"{i:03d}_adversarial.wav", waves[n_wav + i], sample_rate=clf.mel.sample_rate, peak=peak)
+            for name, w in ((f"{i:03d}_original.wav", waves[i]), (f"{i:03d}_adversarial.wav", waves[n_wav + i])):
+                atomic_write_bytes(out / name, wav_bytes(w, sample_rate=clf.mel.sample_rate, peak=peak), root=out)
         q = torch.sigmoid(reanalysed_logits(clf, waves, device=args.device))  # (2n,) p(vocal) of the WAVs
         resynth = {i: (float(q[i]), float(q[n_wav + i])) for i in range(n_wav)}
     rows = []
@@ -148,13 +165,13 @@ def _attack(args) -> int:
         ok = [r["survives_resynthesis"] for r in rows if "survives_resynthesis" in r and r["success"]]
         s["survive_resynthesis"] = f"{sum(ok)}/{len(ok)}"
     table = {"attack": s, "curve": curve, "excerpts": rows}
-    (out / "attack.json").write_text(json.dumps(table, indent=1))
+    atomic_write_bytes(out / "attack.json", json.dumps(table, indent=1).encode(), root=out)
     if curve:
         lines = ["eps_db,success_rate,error_before,error_after,mean_abs_change_db"]
         lines += [f"{r['eps_db']:g},{r['success_rate']:.4f},{r['error_before']:.4f},{r['error_after']:.4f},"
                   f"{r['mean_abs_change_db']:.4f}" for r in curve]
-        (out / "success.csv").write_text("\n".join(lines) + "\n")
-    print(f"{cfg.describe()} on {s['n']} excerpts of {clf.name}: {s['succeeded']}/{s['eligible']} decisions changed "
+        atomic_write_bytes(out / "success.csv", ("\n".join(lines) + "\n").encode(), root=out)
+    print(f"{cfg.describe()} on {s['n']} excerpts of {printable(clf.name, keep='')}: {s['succeeded']}/{s['eligible']} decisions changed "
           f"(success rate {s['success_rate']:.1%}); error {s['error_before']:.1%} -> {s['error_after']:.1%}; "
           f"mean |change| {s['mean_abs_change_db']:.2f} dB")
     for r in curve:
@@ -170,7 +187,14 @@ def _attack(args) -> int:
 def _score(args) -> int:
     from xai_core.explain.consistency import ConsistencyConfig, neuron_consistency
 
+    check_output_file(args.csv, force=args.force, what="--csv")
+    check_output_file(args.json, force=args.force, what="--json")
     _setup(args)
+    store = None
+    if not args.no_store:  # an unusable run store fails before the computation, not after
+        from xai_core.store import RunStore
+
+        store = RunStore(args.runs_dir)
     clf = _classifier(args.classifier)
     ref = _concepts(args.concepts)
     cfg = ConsistencyConfig(k=args.k, concept=args.concept, reduce=args.reduce,
@@ -184,15 +208,15 @@ def _score(args) -> int:
     finally:
         bar.close()
     s = res.summary()
-    _write(args.csv, res.csv())
-    _write(args.json, json.dumps({"summary": s, "units": res.rows()}, indent=1))
-    if not args.no_store:
-        from xai_core.store import RunStore
-
-        rid = RunStore(args.runs_dir).save_consistency(res, classifier=clf, excerpts=str(args.concepts or "demo"),
-                                                       seconds=round(time.perf_counter() - t0, 1))
+    _write(args.csv, res.csv(), force=args.force)
+    _write(args.json, json.dumps({"summary": s, "units": res.rows()}, indent=1), force=args.force)
+    rid = None
+    if store is not None:
+        rid = store.save_consistency(res, classifier=clf, excerpts=str(args.concepts or "demo"),
+                                     seconds=round(time.perf_counter() - t0, 1))
         print(f"recorded as run {rid} (reopen it on the Neuron consistency page via Runs)")
-    print(f"consistency ({s['concept']}, k={s['k']}, {s['reduce']} over conv maps) of {clf.name} on {s['n']} excerpts; "
+    print(f"consistency ({s['concept']}, k={s['k']}, {s['reduce']} over conv maps) of {printable(clf.name, keep='')} "
+          f"on {s['n']} excerpts; "
           f"chance (k random excerpts) {s['chance']:.3f}")
     if "attack" in s:
         a = s["attack"]
@@ -204,14 +228,18 @@ def _score(args) -> int:
         print(f"{layer:<7}{r['units']:>6}{r['real_mean']:>8.3f}{adv}")
     if "attack" in s:
         print("agreement: p_real^T A p_adv, whether a unit's adversarial top inputs carry the concept of its real ones")
+    if rid is not None:
+        store.ensure_complete(rid)  # NaN / inf scores: stored as failed, exit status 1
     return 0
 
 
 def _concept_set(args) -> int:
     from xai_core.audio.config import MelConfig
     from xai_core.explain.consistency.data import concept_set
+    from xai_core.fileio import atomic_write_with
     from xai_core.train.data import load_split
 
+    check_output_file(args.out, force=args.force, what="--out")
     _setup(args)
     mel = MelConfig()
     if args.classifier is not None:
@@ -219,9 +247,7 @@ def _concept_set(args) -> int:
     tracks = load_split(args.data, args.split, mel=mel, cache_dir=args.cache_dir)
     ref = concept_set(tracks, n=args.n, seed=args.seed, mel=mel, corpus=args.data)
     ref.info.update({"data": str(args.data), "split": args.split})
-    if Path(args.out).is_dir():
-        raise ParameterError(f"--out {str(args.out)!r} is a folder, not a file name")
-    ref.save(args.out)
+    atomic_write_with(args.out, ref.save, overwrite=args.force)
     print(f"wrote {args.out}: {len(ref)} excerpts of the {args.split} split, {int(ref.labels.sum())} labelled vocal, "
           f"tags {sorted(ref.concepts())}; {ref.info['rule']}")
     return 0
@@ -233,6 +259,7 @@ def _report(args) -> int:
     from xai_core.explain.consistency.data import compare_classifiers
     from xai_core.train.data import load_split
 
+    check_output_file(args.json, force=args.force, what="--json")
     _setup(args)
     models = {}
     for item in args.classifiers:
@@ -253,7 +280,7 @@ def _report(args) -> int:
     finally:
         bar.close()
     rep["data"] = {"corpus": str(args.data), "test_split": "test", "seed": args.seed + 1}
-    _write(args.json, json.dumps(rep, indent=1))
+    _write(args.json, json.dumps(rep, indent=1), force=args.force)
     for name, m in rep["models"].items():
         rob = ", ".join(f"{e} dB {v:.1%}" for e, v in m["robust_error"].items())
         c = m["consistency"]
@@ -274,10 +301,8 @@ def _train_robust(args) -> int:
     from xai_core.train.evaluate import evaluate_classifier
 
     _setup(args)
-    if Path(args.out).is_dir():
-        raise ParameterError(f"--out {str(args.out)!r} is a folder, not a file name")
-    if Path(args.out).exists() and not args.force:
-        raise ParameterError(f"{args.out} exists: pass --force to overwrite it")
+    # a folder / exists without --force (or --resume: the resumed run replaces it) / a link
+    check_output_file(args.out, force=args.force or args.resume, what="--out")
     clf = _classifier(args.classifier)
     cfg = RobustConfig(mu=args.mu, layer=args.layer, eps_db=args.eps_db, attack_steps=args.attack_steps,
                        init=args.init, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
@@ -325,20 +350,20 @@ def _train_robust(args) -> int:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classifier", type=Path, help="classifier bundle (default: the demo's)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
+    add_device(p)
+    p.add_argument("--threads", type=THREADS, default=0, help="CPU threads for torch (0 = torch's default)")
 
 
 def _attack_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="pgd", choices=("fgsm", "pgd"), help="FGSM (one step) or PGD (iterated)")
-    p.add_argument("--eps-db", type=float, default=1.0, help=EPS_HELP)
-    p.add_argument("--steps", type=int, default=10, help="PGD steps (Madry et al.: step 2.5 eps / steps)")
-    p.add_argument("--step-db", type=float, default=None, help="PGD step size in dB (default 2.5 eps / steps)")
+    p.add_argument("--eps-db", type=EPS, default=1.0, help=EPS_HELP)
+    p.add_argument("--steps", type=ATTACK_STEPS, default=10, help="PGD steps (Madry et al.: step 2.5 eps / steps)")
+    p.add_argument("--step-db", type=EPS, default=None, help="PGD step size in dB (default 2.5 eps / steps)")
     p.add_argument("--no-random-start", action="store_true", help="PGD from the excerpt itself")
     p.add_argument("--goal", default="untargeted", choices=("untargeted", "to-non-vocal", "to-vocal"),
                    help="untargeted: away from the label; or push every excerpt to one class")
-    p.add_argument("--seed", type=int, default=0, help="random start")
-    p.add_argument("--batch-size", type=int, default=0, help="excerpts per pass (0: 16 on the CPU, where small "
+    p.add_argument("--seed", type=SEED, default=0, help="random start")
+    p.add_argument("--batch-size", type=int_range(0, 4096), default=0, help="excerpts per pass (0: 16 on the CPU, where small "
                    "chunks are fastest, 512 on CUDA)")
 
 
@@ -348,13 +373,15 @@ def register(sub) -> None:
     _common(a)
     _attack_args(a)
     a.add_argument("--audio", type=Path, help="attack 1.6 s of this audio file (from --offset) ...")
-    a.add_argument("--offset", type=float, default=0.0, help="start of the excerpt in the audio file (s)")
+    a.add_argument("--offset", type=SECONDS, default=0.0, help="start of the excerpt in the audio file (s)")
     a.add_argument("--excerpts-file", type=Path, help="... or excerpts of this set (default: the demo's concept set)")
     a.add_argument("--excerpts", default="all", help="indices into the set, comma-separated, or 'all'")
-    a.add_argument("--eps-curve", type=_floats, default=(), help="also the success rate at these epsilons (dB)")
-    a.add_argument("--wavs", type=int, default=4, help="write original/adversarial WAV pairs of the first N")
-    a.add_argument("--gl-iters", type=int, default=100, help="Griffin-Lim iterations of the WAVs")
+    a.add_argument("--eps-curve", type=EPS_LIST, default=(), help="also the success rate at these epsilons (dB)")
+    a.add_argument("--wavs", type=int_range(0, 1000), default=4,
+                   help="write original/adversarial WAV pairs of the first N")
+    a.add_argument("--gl-iters", type=GL_ITERS, default=100, help="Griffin-Lim iterations of the WAVs")
     a.add_argument("--out", type=Path, required=True, help="output folder")
+    add_force(a, "files of an earlier attack in --out")
     a.set_defaults(func=_attack)
 
     c = sub.add_parser("consistency", help="neuron consistency: per-unit tables, concept sets, model comparison",
@@ -365,16 +392,18 @@ def register(sub) -> None:
     _common(s)
     _attack_args(s)
     s.add_argument("--concepts", type=Path, help="a tagged excerpt set (default: the demo's concept set)")
-    s.add_argument("--k", type=int, default=20, help="top-activating inputs per unit")
+    s.add_argument("--k", type=int_range(1, MAX_COUNT), default=20, help="top-activating inputs per unit")
     s.add_argument("--concept", default="graded",
                    help="'graded' (same singer family 1 > both vocal / both non-vocal 0.5 > unrelated 0) or a tag "
                         "name for purity: vocal, singer_family, backing_song, instrument, voice_level, cluster")
     s.add_argument("--reduce", default="mean", choices=("mean", "max"), help="a conv channel's response")
     s.add_argument("--layers", type=_names, default=None, help="comma-separated layers (default: all)")
-    s.add_argument("--clusters", type=int, default=0, help="add a 'cluster' tag: k-means of the log-mel into N")
+    s.add_argument("--clusters", type=int_range(0, 100_000), default=0,
+                   help="add a 'cluster' tag: k-means of the log-mel into N")
     s.add_argument("--no-attack", action="store_true", help="real inputs only")
     s.add_argument("--csv", type=Path, help="per-unit table as CSV")
     s.add_argument("--json", type=Path, help="summary and per-unit table as JSON")
+    add_force(s, "existing --csv / --json files")
     s.add_argument("--runs-dir", type=Path, default=None, help="run store (default $XAI_RUNS_DIR or ./runs)")
     s.add_argument("--no-store", action="store_true", help="do not record the result in the run store")
     s.set_defaults(func=_score)
@@ -382,30 +411,32 @@ def register(sub) -> None:
     b = cs.add_parser("concept-set", help="a tagged set of random excerpts (silence excluded) from a corpus split")
     b.add_argument("--data", type=Path, required=True, help="corpus folder (Jamendo layout)")
     b.add_argument("--split", default="test", choices=("train", "valid", "test"))
-    b.add_argument("--n", type=int, default=256, help="excerpts (half vocal, half not)")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--n", type=int_range(2, MAX_COUNT), default=256, help="excerpts (half vocal, half not)")
+    b.add_argument("--seed", type=SEED, default=0)
     b.add_argument("--classifier", type=Path, help="take the MelConfig from this classifier")
     b.add_argument("--cache-dir", type=Path, default=None, help="feature cache folder")
-    b.add_argument("--threads", type=int, default=0)
+    b.add_argument("--threads", type=THREADS, default=0)
     b.add_argument("--out", type=Path, required=True, help="output .safetensors")
+    add_force(b, "an existing --out file")
     b.set_defaults(func=_concept_set)
 
     r = cs.add_parser("report", help="compare classifiers: clean / robust error, consistency, success vs epsilon")
     r.add_argument("--classifiers", nargs="+", required=True, help="NAME=PATH of each classifier bundle")
     r.add_argument("--data", type=Path, required=True, help="corpus folder: excerpts of its test split")
     r.add_argument("--concepts", type=Path, help="tagged excerpt set (default: the demo's concept set)")
-    r.add_argument("--n-test", type=int, default=512, help="test excerpts attacked")
-    r.add_argument("--eps", type=_floats, default=(1.0, 2.0), help="robust-error epsilons (dB); the first one is "
+    r.add_argument("--n-test", type=int_range(1, MAX_COUNT), default=512, help="test excerpts attacked")
+    r.add_argument("--eps", type=EPS_LIST, default=(1.0, 2.0), help="robust-error epsilons (dB); the first one is "
                    "also the consistency's")
-    r.add_argument("--curve", type=_floats, default=(0.25, 0.5, 1.0, 2.0, 4.0), help="success-rate epsilons (dB)")
-    r.add_argument("--steps", type=int, default=10, help="PGD steps")
-    r.add_argument("--k", type=int, default=20)
+    r.add_argument("--curve", type=EPS_LIST, default=(0.25, 0.5, 1.0, 2.0, 4.0), help="success-rate epsilons (dB)")
+    r.add_argument("--steps", type=ATTACK_STEPS, default=10, help="PGD steps")
+    r.add_argument("--k", type=int_range(1, MAX_COUNT), default=20)
     r.add_argument("--concept", default="graded")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--device", default="auto")
-    r.add_argument("--threads", type=int, default=0)
+    r.add_argument("--seed", type=SEED, default=0)
+    add_device(r)
+    r.add_argument("--threads", type=THREADS, default=0)
     r.add_argument("--cache-dir", type=Path, default=None)
     r.add_argument("--json", type=Path, help="write the comparison here")
+    add_force(r, "an existing --json file")
     r.set_defaults(func=_report)
 
 
@@ -416,22 +447,24 @@ def register_train(tsub) -> None:
     _common(t)
     t.add_argument("--data", type=Path, required=True, help="corpus folder (Jamendo layout): its train split; valid "
                    "tunes the threshold and test measures the errors")
-    t.add_argument("--mu", type=float, default=1.0, help="weight of mean((phi(x) - phi(x_adv))^2); 0 = plain "
+    t.add_argument("--mu", type=float_range(0.0, 1e6), default=1.0, help="weight of mean((phi(x) - phi(x_adv))^2); 0 = plain "
                    "adversarial training (at 1 the term is of the order of the cross-entropies on the demo)")
     t.add_argument("--layer", default="fc2", help="phi: the layer whose features are pulled together")
-    t.add_argument("--eps-db", type=float, default=1.0, help=EPS_HELP)
-    t.add_argument("--attack-steps", type=int, default=3, help="PGD steps of the on-the-fly attack")
+    t.add_argument("--eps-db", type=EPS, default=1.0, help=EPS_HELP)
+    t.add_argument("--attack-steps", type=ATTACK_STEPS, default=3, help="PGD steps of the on-the-fly attack")
     t.add_argument("--init", default="finetune", choices=("finetune", "scratch"),
                    help="start from the classifier (fine-tune) or from fresh weights of its architecture")
-    t.add_argument("--steps", type=int, default=2000, help="optimisation steps (about 0.6 s each for lite on 2 cores)")
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--steps", type=STEPS, default=2000,
+                   help="optimisation steps (about 0.6 s each for lite on 2 cores)")
+    t.add_argument("--batch-size", type=BATCH, default=32)
+    t.add_argument("--lr", type=LR, default=1e-4, help="Adam learning rate")
+    t.add_argument("--seed", type=SEED, default=0)
     t.add_argument("--checkpoint", type=Path, help="resumable checkpoint file")
-    t.add_argument("--checkpoint-every", type=int, default=200)
-    t.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    t.add_argument("--checkpoint-every", type=int_range(0, 10_000_000), default=200)
+    t.add_argument("--resume", action="store_true", help="continue from --checkpoint (an existing --out is then "
+                   "replaced)")
     t.add_argument("--cache-dir", type=Path, default=None, help="feature cache folder")
-    t.add_argument("--n-test", type=int, default=512, help="test excerpts of the robust error")
+    t.add_argument("--n-test", type=int_range(1, MAX_COUNT), default=512, help="test excerpts of the robust error")
     t.add_argument("--concepts", type=Path, help="tagged excerpt set of the consistency numbers (default: the demo's)")
     t.add_argument("--no-consistency", action="store_true", help="skip the consistency numbers")
     t.add_argument("--no-eval", action="store_true", help="skip the evaluation (frame error, robust error)")

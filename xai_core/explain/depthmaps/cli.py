@@ -4,9 +4,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
+from xai_core.cliargs import (
+    BATCH,
+    FRACTION,
+    LR,
+    MAX_COUNT,
+    SECONDS,
+    SEED,
+    STEPS,
+    THREADS,
+    add_device,
+    add_force,
+    float_range,
+    int_range,
+)
 from xai_core.errors import ParameterError
+from xai_core.fileio import atomic_write_bytes, check_new_files, check_output_file
+from xai_core.text import printable
+
+MAX_K = 16  # = explain.depthmaps.config.MAX_K (spelt out: --help imports no torch)
 
 HELP = ("Where does the classifier listen? Grad-CAM of one unit (the vocal logit by default) at every convolution "
         "and pooling layer, cumulative depth maps (deepest layer first) and the conditional-GAN explainer of Guna, "
@@ -15,10 +34,10 @@ HELP = ("Where does the classifier listen? Grad-CAM of one unit (the vocal logit
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classifier", type=Path, help="classifier bundle (default: the demo's)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
+    add_device(p)
+    p.add_argument("--threads", type=THREADS, default=0, help="CPU threads for torch (0 = torch's default)")
     p.add_argument("--unit-layer", default="logit", help="layer of the explained unit (default: the vocal logit)")
-    p.add_argument("--unit", type=int, default=0, help="index of the explained unit in its layer (a channel of a "
+    p.add_argument("--unit", type=int_range(0, MAX_COUNT), default=0, help="index of the explained unit in its layer (a channel of a "
                    "convolutional layer: its mean over time and frequency)")
     p.add_argument("--negate", action="store_true", help="explain the negated unit (for the logit: evidence "
                    "against voice)")
@@ -80,25 +99,27 @@ def _index(text: str, n: int) -> list[int]:
 
 
 def _gradcam(args) -> int:
-    import numpy as np
-
     from xai_core.explain.depthmaps.explain import explain
     from xai_core.explain.depthmaps.viz import depth_maps_figure
+    from xai_core.fileio import figure_png, npz_bytes, prepare_output_dir
 
-    clf, unit = _setup(args)
-    x, names = _inputs(args, clf)
-    res = explain(clf, x, unit=unit, k=args.k or None, explainers=_explainers(args.explainer, clf),
-                  device=args.device)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ParameterError(f"--out {str(out)!r} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    clf, unit = _setup(args)
+    x, names = _inputs(args, clf)
+    names = [re.sub(r"[\x00-\x1f\x7f-\x9f/\\]", "_", n) for n in names]  # no control characters in file names
+    res = explain(clf, x, unit=unit, k=args.k or None, explainers=_explainers(args.explainer, clf),
+                  device=args.device)
+    out = prepare_output_dir(out)
+    check_new_files(out, [f"{n}.{ext}" for n in names for ext in ("npz", "png")], force=args.force)
     maps = res.maps()
     for i, name in enumerate(names):
-        np.savez_compressed(out / f"{name}.npz", logmel=res.logmel[i].numpy(),
-                            **{k.replace(" ", "_"): v[i].numpy() for k, v in maps.items()})
+        atomic_write_bytes(out / f"{name}.npz", npz_bytes(logmel=res.logmel[i].numpy(),
+                                                          **{k.replace(" ", "_"): v[i].numpy() for k, v in maps.items()}),
+                           overwrite=args.force, root=out)
         fig = depth_maps_figure(res, index=i, cfg=clf.mel, title=f"{name} · {unit.label}")
-        fig.savefig(out / f"{name}.png", dpi=110)
+        atomic_write_bytes(out / f"{name}.png", figure_png(fig, dpi=110), overwrite=args.force, root=out)
     print(json.dumps({"excerpts": names, "layers": res.layers, "cumulative": res.cumulative_names,
                       "explainers": list(res.gan), **res.summary()}, indent=1))
     print(f"wrote {len(names)} PNG + NPZ files (one array per map, (T, M), in [0, 1]) to {out}")
@@ -111,6 +132,7 @@ def _faithfulness(args) -> int:
     from xai_core.explain.depthmaps.sanity import SanityResult
     from xai_core.progress import tqdm_progress
 
+    check_output_file(args.json, force=args.force, what="--json")
     clf, unit = _setup(args)
     if args.data:
         from xai_core.explain.cladec.evaluate import draw_excerpts
@@ -132,13 +154,11 @@ def _faithfulness(args) -> int:
         bar.close()
     print(f"Deletion / insertion of {unit.label} on {where} (areas under the unit's curve over the share of "
           "bins removed / revealed; gain = better than a random order):")
-    print(format_table(report["faithfulness"]))
+    print(printable(format_table(report["faithfulness"])))
     if "sanity" in report:
         print(SanityResult.format_dict(report["sanity"]))
     if args.json:
-        from xai_core.fileio import atomic_write_bytes
-
-        atomic_write_bytes(Path(args.json), json.dumps(report, indent=1).encode())
+        atomic_write_bytes(Path(args.json), json.dumps(report, indent=1).encode(), overwrite=args.force)
         print(f"wrote {args.json}")
     return 0
 
@@ -155,10 +175,8 @@ def _train_explainer(args) -> int:
     from xai_core.train.data import load_split
 
     clf, unit = _setup(args)
-    if Path(args.out).is_dir():
-        raise ParameterError(f"--out {str(args.out)!r} is a folder, not a file name")
-    if Path(args.out).exists() and not args.force:
-        raise ParameterError(f"{args.out} exists: pass --force to overwrite it")
+    # a folder / exists without --force (or --resume: the resumed run replaces it) / a link
+    check_output_file(args.out, force=args.force or args.resume, what="--out")
     cfg = ExplainerConfig(variant=args.variant, k=args.k, target=args.target, width=args.width, steps=args.steps,
                           batch_size=args.batch_size, lr=args.lr, beta1=args.beta1, l1_weight=args.l1_weight,
                           adv_weight=args.adv_weight, seed=args.seed, checkpoint_every=args.checkpoint_every)
@@ -191,7 +209,7 @@ def _train_explainer(args) -> int:
 
 def _map_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--audio", type=Path, nargs="*", help="audio files (an excerpt of each, from --start)")
-    p.add_argument("--start", type=float, default=0.0, help="excerpt start in seconds (with --audio)")
+    p.add_argument("--start", type=SECONDS, default=0.0, help="excerpt start in seconds (with --audio)")
     p.add_argument("--reference", type=Path, help="reference set (default: the demo's), with --excerpts")
     p.add_argument("--excerpts", default="0", help="indices into the reference set, comma-separated, or 'all'")
     p.add_argument("--explainer", type=Path, nargs="*", help="trained explainer bundles (.safetensors)")
@@ -201,8 +219,9 @@ def register(sub) -> None:
     g = sub.add_parser("gradcam", help="Grad-CAM depth maps of excerpts (PNG + NPZ)", description=HELP)
     _common(g)
     _map_args(g)
-    g.add_argument("--k", type=int, default=0, help="cumulative maps kept (default min(8, layers))")
+    g.add_argument("--k", type=int_range(0, MAX_K), default=0, help="cumulative maps kept (default min(8, layers))")
     g.add_argument("--out", type=Path, required=True, help="output folder")
+    add_force(g, "files of an earlier run in --out")
     g.set_defaults(func=_gradcam)
 
     f = sub.add_parser("faithfulness", help="deletion/insertion table of every map, and the randomisation check",
@@ -211,14 +230,16 @@ def register(sub) -> None:
     _map_args(f)
     f.add_argument("--data", type=Path, help="corpus folder: draw --n excerpts of its --split instead")
     f.add_argument("--split", default="test", choices=("train", "valid", "test"))
-    f.add_argument("--n", type=int, default=64, help="excerpts drawn from --data")
+    f.add_argument("--n", type=int_range(1, MAX_COUNT), default=64, help="excerpts drawn from --data")
     f.add_argument("--cache-dir", type=Path, default=None, help="feature cache folder")
-    f.add_argument("--steps", type=int, default=20, help="fractions of the curve (0 to 1 in this many steps)")
-    f.add_argument("--n-random", type=int, default=3, help="random orders of the baseline")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--steps", type=int_range(1, 1000), default=20,
+                   help="fractions of the curve (0 to 1 in this many steps)")
+    f.add_argument("--n-random", type=int_range(1, 100), default=3, help="random orders of the baseline")
+    f.add_argument("--seed", type=SEED, default=0)
     f.add_argument("--no-sanity", action="store_true", help="skip the model-randomisation check")
-    f.add_argument("--n-sanity", type=int, default=32, help="excerpts of the randomisation check")
+    f.add_argument("--n-sanity", type=int_range(0, MAX_COUNT), default=32, help="excerpts of the randomisation check")
     f.add_argument("--json", type=Path, help="write the report here")
+    add_force(f, "an existing --json file")
     f.set_defaults(func=_faithfulness)
 
 
@@ -230,22 +251,24 @@ def register_train(tsub) -> None:
     t.add_argument("--data", type=Path, required=True, help="corpus folder: trained on its train split, evaluated on "
                    "--n-test excerpts of its test split (other songs)")
     t.add_argument("--variant", default="global", choices=("global", "local"))
-    t.add_argument("--k", type=int, default=0, help="condition maps (default min(8, spatial layers))")
+    t.add_argument("--k", type=int_range(0, 1000), default=0, help="condition maps (default min(8, spatial layers))")
     t.add_argument("--target", default="deepest", choices=("deepest", "mean"),
                    help="training target: the deepest layer's Grad-CAM (the paper) or the mean of all layers")
-    t.add_argument("--width", type=int, default=32, help="generator channels")
-    t.add_argument("--steps", type=int, default=1500, help="steps (about 0.7 s each for the demo on 2 cores)")
-    t.add_argument("--batch-size", type=int, default=16)
-    t.add_argument("--lr", type=float, default=2e-4)
-    t.add_argument("--beta1", type=float, default=0.5)
-    t.add_argument("--l1-weight", type=float, default=100.0)
-    t.add_argument("--adv-weight", type=float, default=1.0)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--width", type=int_range(1, 4096), default=32, help="generator channels")
+    t.add_argument("--steps", type=STEPS, default=1500, help="steps (about 0.7 s each for the demo on 2 cores)")
+    t.add_argument("--batch-size", type=BATCH, default=16)
+    t.add_argument("--lr", type=LR, default=2e-4)
+    t.add_argument("--beta1", type=FRACTION, default=0.5)
+    t.add_argument("--l1-weight", type=float_range(0.0, 1e6), default=100.0)
+    t.add_argument("--adv-weight", type=float_range(0.0, 1e6), default=1.0)
+    t.add_argument("--seed", type=SEED, default=0)
     t.add_argument("--checkpoint", type=Path, help="resumable checkpoint file")
-    t.add_argument("--checkpoint-every", type=int, default=200)
-    t.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    t.add_argument("--checkpoint-every", type=int_range(0, 10_000_000), default=200)
+    t.add_argument("--resume", action="store_true", help="continue from --checkpoint (an existing --out is then "
+                   "replaced)")
     t.add_argument("--cache-dir", type=Path, default=None, help="feature cache folder")
-    t.add_argument("--n-test", type=int, default=256, help="held-out excerpts of the evaluation (0: none)")
+    t.add_argument("--n-test", type=int_range(0, MAX_COUNT), default=256,
+                   help="held-out excerpts of the evaluation (0: none)")
     t.add_argument("--float16", action="store_true", help="store the weights as float16")
     t.add_argument("--force", action="store_true", help="overwrite --out")
     t.add_argument("--out", type=Path, required=True, help="output explainer bundle (.safetensors)")
