@@ -38,6 +38,8 @@
 #      then the deletion/insertion table of every map and the model-randomisation check on 64 test excerpts
 #      -> OUT/explainers/{global,local}.safetensors (float16), OUT/explainers/eval.json
 #      ONLY=explainers runs just this stage; EXPLAINER_STEPS (default 1500, about 0.7 s each on 2 cores).
+#   The reference stage (4) scores excerpts with the shipped (float16) classifier, leaves out candidates with padding
+#   or digital silence and takes at most 4 extremes per clip; ONLY=reference rebuilds just it (about 1 min).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -57,8 +59,8 @@ CLADEC_EVAL_STEPS=${CLADEC_EVAL_STEPS:-600}  # steps per retrained evaluation cl
 ROBUST_STEPS=${ROBUST_STEPS:-1000}  # fine-tuning steps per robust classifier (about 0.65 s each on 2 cores)
 EXPLAINER_STEPS=${EXPLAINER_STEPS:-1500}  # steps per conditional-GAN explainer (about 0.7 s each on 2 cores)
 ONLY=${ONLY:-}
-if [[ -n "$ONLY" && "$ONLY" != cladec && "$ONLY" != robust && "$ONLY" != explainers ]]; then
-  echo "ONLY=$ONLY: only ONLY=cladec, ONLY=robust and ONLY=explainers exist" >&2; exit 1
+if [[ -n "$ONLY" && "$ONLY" != cladec && "$ONLY" != robust && "$ONLY" != explainers && "$ONLY" != reference ]]; then
+  echo "ONLY=$ONLY: only ONLY=cladec, ONLY=robust, ONLY=explainers and ONLY=reference exist" >&2; exit 1
 fi
 if [[ -n "$ONLY" ]]; then RESUME=1; fi
 CACHE=${CACHE:-$WORK/feature_cache}
@@ -165,9 +167,17 @@ explainer_stages() {  # the conditional-GAN explainers of the classifier in OUT,
   cp "$WORK/explainers/global.safetensors" "$WORK/explainers/local.safetensors" "$WORK/explainers/eval.json" \
     "$OUT/explainers/"
 }
+reference_stages() {  # the reference excerpts, scored by the shipped classifier: clean, at most 4 extremes per clip
+  stage reference "$WORK/reference.safetensors" \
+    $X train reference --data "$WORK/corpus" --classifier "$OUT/classifier.safetensors" \
+      --out "$WORK/reference.safetensors" --n 384 --extremes 64 --per-clip 4 --seed $SEED "${COMMON[@]}"
+  cp "$WORK/reference.safetensors" "$OUT/reference.safetensors"
+}
 if [[ -n "$ONLY" ]]; then
   if [[ ! -f "$OUT/classifier.safetensors" ]]; then echo "ONLY=$ONLY needs $OUT/classifier.safetensors" >&2; exit 1; fi
-  case "$ONLY" in cladec) cladec_stages ;; robust) robust_stages ;; explainers) explainer_stages ;; esac
+  case "$ONLY" in
+    cladec) cladec_stages ;; robust) robust_stages ;; explainers) explainer_stages ;; reference) reference_stages ;;
+  esac
   du -sh "$OUT"
   exit 0
 fi
@@ -202,14 +212,10 @@ stage gan "$WORK/generator.safetensors" \
     --sample-dir "$WORK/gan_samples" \
     --sample-every 500 --report-data "$WORK/heldout" --artefacts "$WORK/artefacts" "${COMMON[@]}"
 
-stage reference "$WORK/reference.safetensors" \
-  $X train reference --data "$WORK/corpus" --classifier "$WORK/classifier.safetensors" \
-    --out "$WORK/reference.safetensors" --n 384 --extremes 64 --seed $SEED "${COMMON[@]}"
-
 echo "== assets -> $OUT"
 $X train export "$WORK/classifier.safetensors" --out "$OUT/classifier.safetensors" --float16 --force
 $X train export "$WORK/generator.safetensors" --out "$OUT/generator.safetensors" --float16 --force
-cp "$WORK/reference.safetensors" "$OUT/reference.safetensors"
+reference_stages
 cp "$WORK/corpus/CREDITS.md" "$OUT/CREDITS.md"
 if [[ -f "$WORK/corpus_games/CREDITS.md" ]]; then  # credit the classifier's extra training music too
   { printf '\n## Also in the classifier'"'"'s training data: instrumental game soundtracks\n\n'

@@ -24,8 +24,13 @@ def render() -> None:
         ref = ld.reference
         if ref is not None:
             corpus = ref.info.get("corpus") or ref.info.get("note") or ""
-            st.markdown(f"**Reference set**: {len(ref)} excerpts, {int(ref.labels.sum())} vocal"
-                        + (f"  \n{corpus}" if corpus else ""))
+            left = int(ref.info.get("left_out_unclean", 0))
+            st.markdown(f"**Reference set**: {len(ref)} excerpts from {ref.n_clips} clips, {int(ref.labels.sum())} "
+                        "vocal" + (f"; {left} with padding or digital silence left out" if left else "")
+                        + (f"  \n{corpus}" if corpus else ""),
+                        help="Excerpts with a frame flat across the bands (padding, digital silence) or inaudible "
+                             "in every band are never used as real music (xai_core/data/quality.py); the top/"
+                             "bottom-N selections take at most a few windows of one clip.")
         else:
             st.markdown("**Reference set**: none")
         st.markdown(f"**Device**: `{state.DEVICE}`")

@@ -93,6 +93,9 @@ def grid_widgets(layer_shapes: dict[str, tuple[int, ...]], *, key: str = "grid")
     n_examples = int(c5.number_input("Examples per configuration", 2, 500, d.n_examples, key=f"{key}_n"))
     n_reference = int(c6.number_input("Reference excerpts (top/bottom N)", 2, 5000, d.n_reference,
                                       key=f"{key}_nref"))
+    per_clip = int(c6.number_input("At most per clip (0 = no cap)", 0, 5000, d.per_clip or 0, key=f"{key}_perclip",
+                                   help="The top/bottom N real excerpts take at most this many windows of one "
+                                        "source clip, so that N = 50 is not 50 windows of one song."))
     c7, c8, c9 = st.columns(3)
     prior = c7.radio("Prior convention", ["code", "paper"], format_func=_prior_label,
                      key=f"{key}_prior")
@@ -106,4 +109,4 @@ def grid_widgets(layer_shapes: dict[str, tuple[int, ...]], *, key: str = "grid")
     return GridConfig(lrs=_floats(lrs, "learning rates"), lams=_floats(lams, "lambdas"),
                       iters=_ints(iters, "iteration counts"), directions=tuple(directions), layer=layer,
                       unit=unit, prior=prior, n_examples=n_examples, seed=seed, n_reference=n_reference,
-                      feature_layers=("response", *feat))
+                      per_clip=per_clip or None, feature_layers=("response", *feat))

@@ -98,6 +98,40 @@ class ReferenceSet:
     def __len__(self) -> int:
         return int(self.logmel.shape[0])
 
+    def subset(self, idx) -> ReferenceSet:
+        """The excerpts ``idx`` (indices or a bool mask), with their tags and every per-excerpt list of
+        ``info`` (``logits``, ``selection``, ...) cut the same way."""
+        idx = torch.as_tensor(idx)
+        idx = torch.nonzero(idx).flatten() if idx.dtype == torch.bool else idx.long()
+        keep = idx.tolist()
+        n = len(self)
+        info = {k: ([v[i] for i in keep] if isinstance(v, list) and len(v) == n else v) for k, v in self.info.items()}
+        return ReferenceSet(self.logmel[idx], self.labels[idx], [self.sources[i] for i in keep], self.mel, info,
+                            {k: [v[i] for i in keep] for k, v in self.tags.items()})
+
+    def clean(self) -> ReferenceSet:
+        """Without the excerpts that hold padding or digital silence (:mod:`xai_core.data.quality`); the
+        number left out is recorded in ``info["left_out_unclean"]``. Raises if nothing is left."""
+        from xai_core.data.quality import RULE, clean_mask
+
+        mask = clean_mask(self.logmel)
+        dropped = int((~mask).sum())
+        if dropped == 0:
+            return self
+        if dropped == len(self):
+            raise ParameterError(f"every one of the {len(self)} reference excerpts holds padding or digital silence "
+                                 f"({RULE}); build a reference set with `train reference`")
+        out = self.subset(mask)
+        out.info["left_out_unclean"] = dropped + int(self.info.get("left_out_unclean", 0))
+        return out
+
+    @property
+    def n_clips(self) -> int:
+        """How many source clips the excerpts come from."""
+        from xai_core.data.quality import n_clips
+
+        return n_clips(self.sources)
+
     def save(self, path: str | Path, *, dtype: torch.dtype = torch.float16) -> Path:
         from safetensors.torch import save_file
 
@@ -111,13 +145,15 @@ class ReferenceSet:
                                                                     metadata={"vocal_xai": json.dumps(meta)}))
 
     @classmethod
-    def load(cls, path: str | Path) -> ReferenceSet:
+    def load(cls, path: str | Path, *, clean: bool = True) -> ReferenceSet:
         """Read a reference set; everything is checked (metadata schema, tensor names, dtypes, shapes against
-        the metadata, finite values in the log-mel range) and nothing is unpickled."""
-        return cls.from_bytes(_read_bounded(path, what="reference file"), name=str(path))
+        the metadata, finite values in the log-mel range) and nothing is unpickled. With ``clean`` (the
+        default) excerpts holding padding or digital silence are left out (:meth:`clean`; older sets hold
+        them), their number in ``info["left_out_unclean"]``."""
+        return cls.from_bytes(_read_bounded(path, what="reference file"), name=str(path), clean=clean)
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, name: str = "upload") -> ReferenceSet:
+    def from_bytes(cls, data: bytes, *, name: str = "upload", clean: bool = True) -> ReferenceSet:
         """Like :meth:`load` for in-memory data (an upload)."""
         from safetensors import SafetensorError
         from safetensors.torch import load
@@ -154,7 +190,8 @@ class ReferenceSet:
         if not bool(((labels == 0) | (labels == 1)).all()):
             raise CheckpointError(f"{name}: labels must be 0 or 1")
         try:
-            return cls(logmel, labels, list(meta["sources"]), mel, meta.get("info") or {}, meta.get("tags") or {})
+            out = cls(logmel, labels, list(meta["sources"]), mel, meta.get("info") or {}, meta.get("tags") or {})
+            return out.clean() if clean else out
         except ParameterError as exc:
             raise CheckpointError(f"{name}: {exc}") from exc
 

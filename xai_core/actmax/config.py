@@ -134,6 +134,7 @@ class GridConfig:
     n_examples: int = 50  # seeds seed .. seed+n_examples-1, the same z0 for every configuration
     seed: int = 0
     n_reference: int = 50  # top-/bottom-N real excerpts by the explained unit's response
+    per_clip: int | None = 4  # at most this many of them from one source clip (None: no cap; data/quality.py)
     feature_layers: tuple[str, ...] = ("response", "fc2")  # FID spaces: scalar response, hidden layers
     max_chunk: int | None = None  # max examples per device batch (None = automatic)
 
@@ -165,6 +166,8 @@ class GridConfig:
         _check_int("n_examples", self.n_examples, 2, MAX_EXAMPLES)  # FID needs a covariance
         _check_int("seed", self.seed, 0, MAX_SEED)
         _check_int("n_reference", self.n_reference, 2, 100_000)
+        if self.per_clip is not None:
+            _check_int("per_clip", self.per_clip, 1, 100_000)
         for f in self.feature_layers:
             if f != FEATURE_RESPONSE:
                 try:

@@ -236,7 +236,10 @@ def register(sub) -> None:
     r.add_argument("--extremes", type=int_range(0, MAX_COUNT), default=64,
                    help="most- and least-vocal excerpts included (each)")
     r.add_argument("--candidates", type=int_range(1, 10_000_000), default=6000,
-                   help="random excerpts scored to choose from")
+                   help="random excerpts scored to choose from (those with padding or digital silence are dropped)")
+    r.add_argument("--per-clip", type=int_range(0, MAX_COUNT), default=4,
+                   help="at most this many of the extremes from one clip (0 = no cap; default 4: the 64 most vocal "
+                        "span at least 16 clips)")
     r.add_argument("--seed", type=SEED, default=0)
     add_force(r, "an existing --out file")
     _common(r)
@@ -581,7 +584,8 @@ def _reference(args) -> int:
     tracks = load_split(args.data, "train", mel=clf.mel, cache_dir=args.cache_dir) + \
         load_split(args.data, "valid", mel=clf.mel, cache_dir=args.cache_dir)
     ref: ReferenceSet = select_reference(tracks, clf.model, clf.normaliser, n=args.n, extremes=args.extremes,
-                                         candidates=args.candidates, seed=args.seed, mel=clf.mel)
+                                         candidates=args.candidates, seed=args.seed, mel=clf.mel,
+                                         per_clip=args.per_clip or None)
     ref.info.update({"data": _corpus_info(args.data), "classifier_identity": clf.identity,
                      "command": _command_line(args)})
     if (Path(args.data) / "corpus.json").is_file():  # a demo corpus: it knows each clip's singer, song, ...
@@ -590,8 +594,9 @@ def _reference(args) -> int:
         ref.tags = demo_corpus_tags(args.data, ref.sources, ref.labels.tolist())
     atomic_write_with(args.out, ref.save, overwrite=args.force)
     lg = torch.tensor(ref.info["logits"])
-    print(f"wrote {args.out}: {len(ref)} excerpts, {int(ref.labels.sum())} labelled vocal, logits "
-          f"{float(lg.min()):.2f} .. {float(lg.max()):.2f}")
+    print(f"wrote {args.out}: {len(ref)} excerpts from {ref.n_clips} clips, {int(ref.labels.sum())} labelled vocal, "
+          f"logits {float(lg.min()):.2f} .. {float(lg.max()):.2f}; {ref.info['unclean_candidates']} candidates with "
+          "padding or digital silence left out")
     return 0
 
 

@@ -101,7 +101,8 @@ class AMSanityResult:
 
 
 def am_randomisation_check(classifier: Bundle, generator: Bundle, config: AMConfig, *,
-                           reference: ReferenceSet | None = None, n_reference: int = 50, fid_feature: str = "fc2",
+                           reference: ReferenceSet | None = None, n_reference: int = 50, per_clip: int | None = 4,
+                           fid_feature: str = "fc2",
                            seed: int = 0, fail_above: float = FAIL_ABOVE, device: str | torch.device | None = "auto",
                            progress: Progress | None = None) -> AMSanityResult:
     """Run ``config`` on the trained classifier and on its cascadingly randomised copies; compare the examples.
@@ -110,7 +111,8 @@ def am_randomisation_check(classifier: Bundle, generator: Bundle, config: AMConf
     ----------
     classifier, generator : compatible bundles (never modified: the randomised models are copies)
     config : one AM configuration (its seeds fix the starting codes of every run)
-    reference : real excerpts for the FID against the top ``n_reference`` (by the trained classifier)
+    reference : real excerpts for the FID against the top ``n_reference`` (by the trained classifier), at most
+        ``per_clip`` of one source clip (``None``: no cap)
     fid_feature : hidden layer of the trained classifier whose features the FID compares
     seed : seed of the re-initialisation
     progress : ``progress(done, total, info)`` after each run (1 + stages); False cancels
@@ -133,7 +135,7 @@ def am_randomisation_check(classifier: Bundle, generator: Bundle, config: AMConf
     ref_feats = None
     if reference is not None:
         idx = top_reference(classifier, reference, layer=config.layer, unit=config.unit, direction=config.direction,
-                            n=n_reference, device=dev)
+                            n=n_reference, per_clip=per_clip, device=dev)
         sub = ReferenceSet(reference.logmel[idx], reference.labels[idx], [reference.sources[int(i)] for i in idx],
                            reference.mel)
         ref_feats = reference_features(classifier, sub, layer=config.layer, unit=config.unit,
