@@ -102,16 +102,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool 
         The output folder ``path`` lies in: folders between it and ``path`` that are symbolic links
         are refused too (a link planted inside an output folder never redirects a write).
     """
-    path = Path(path)
-    refuse_symlink(path, what="output file")
-    if path.is_dir():
-        raise ParameterError(f"output file {str(path)!r} is a folder; give a file name")
-    if not overwrite and os.path.lexists(path):
-        raise ParameterError(f"{str(path)!r} exists; pass --force to overwrite it")
-    if root is not None:
-        make_dirs(path.parent, root=root)
-    else:
-        _mkdir_parent(path)
+    path = _prepare_target(path, overwrite=overwrite, root=root)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
@@ -127,6 +118,22 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def _prepare_target(path: str | os.PathLike, *, overwrite: bool, root: str | os.PathLike | None) -> Path:
+    """The checks every atomic write makes before writing: no link, no folder, no existing file unless
+    ``overwrite``; the parent folders made (under ``root`` without links)."""
+    path = Path(path)
+    refuse_symlink(path, what="output file")
+    if path.is_dir():
+        raise ParameterError(f"output file {str(path)!r} is a folder; give a file name")
+    if not overwrite and os.path.lexists(path):
+        raise ParameterError(f"{str(path)!r} exists; pass --force to overwrite it")
+    if root is not None:
+        make_dirs(path.parent, root=root)
+    else:
+        _mkdir_parent(path)
     return path
 
 
@@ -149,16 +156,7 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[Path], object],
     """Let ``writer(tmp_path)`` write a file (a library's ``save(path)``, ``fig.savefig``), then move it to
     ``path`` atomically. ``tmp_path`` lies in a fresh private folder next to ``path``, so the writer's own
     temporary names cannot meet a planted link either. Same refusals as :func:`atomic_write_bytes`."""
-    path = Path(path)
-    refuse_symlink(path, what="output file")
-    if path.is_dir():
-        raise ParameterError(f"output file {str(path)!r} is a folder; give a file name")
-    if not overwrite and os.path.lexists(path):
-        raise ParameterError(f"{str(path)!r} exists; pass --force to overwrite it")
-    if root is not None:
-        make_dirs(path.parent, root=root)
-    else:
-        _mkdir_parent(path)
+    path = _prepare_target(path, overwrite=overwrite, root=root)
     try:
         tmp_dir = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     except OSError as exc:
