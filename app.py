@@ -19,6 +19,8 @@ PAGES = [
     st.Page("pages/cladec.py", title="Decode a layer", icon=":material/layers:", url_path="decode-layer"),
     st.Page("pages/consistency.py", title="Neuron consistency", icon=":material/hub:", url_path="consistency"),
     st.Page("pages/depthmaps.py", title="Where does it listen?", icon=":material/hearing:", url_path="depth-maps"),
+    st.Page("pages/counterfactual.py", title="Counterfactuals", icon=":material/compare_arrows:",
+            url_path="counterfactual"),
     st.Page("pages/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
 ]
 

@@ -4,18 +4,9 @@ import numpy as np
 import streamlit as st
 
 from ui import compute, display, state, texts, widgets
-from ui.am_view import sanity_section, show_result
+from ui.am_view import sanity_section, show_result, trace_chart, trace_figure
 from xai_core.actmax import run_am
 from xai_core.errors import XaiError
-from xai_core.viz import score_trace_figure
-
-
-def trace_figure(traces, **kw):
-    """Response per step, one line per example (no running best: the kept iterate is marked, one legend entry)."""
-    fig = score_trace_figure(traces, running_best=False, xlabel="Adam step", ylabel="response", **kw)
-    fig.update_traces(showlegend=False, selector=dict(mode="lines"))
-    return fig.update_layout(height=300, margin=dict(l=40, r=10, t=40, b=40))
-
 
 st.title("Activation maximisation")
 st.info(texts.ACTMAX)
@@ -36,14 +27,16 @@ if c1.button("Run", type="primary", help="The full run with these settings (save
         results = []
         for cfg in cfgs:
             hist = []
+            rr = compute.range_for(cfg, clf, ld.reference, state.DEVICE)  # flags stored with the run
 
-            def progress(done, total, info, _c=cfg, _h=hist):
+            def progress(done, total, info, _c=cfg, _h=hist, _rr=rr):
                 bar.progress(done / total, text=f"{_c.direction}: step {info['step']}/{info['n_steps']}")
                 _h.append(info["best_response"].numpy())
                 if len(_h) % 5 == 1 or info["step"] == info["n_steps"]:
                     chart.plotly_chart(trace_figure(np.stack(_h, 1), title=f"best response so far per example "
-                                                    f"({_c.direction}), live"), key=f"live_{_c.direction}_{len(_h)}")
-            results.append(run_am(clf, gen, cfg, device=state.DEVICE, progress=progress))
+                                                    f"({_c.direction}), live", real_range=_rr,
+                                                    direction=_c.direction), key=f"live_{_c.direction}_{len(_h)}")
+            results.append(run_am(clf, gen, cfg, device=state.DEVICE, progress=progress, real_range=rr))
         st.session_state["am_results"] = results
         st.session_state["am_run_ids"] = state.save_am(results, clf, gen)
     bar.empty()
@@ -65,9 +58,8 @@ if results:
     with box:
         st.subheader("Full run · saved as " + ", ".join(f"`{i}`" for i in st.session_state.get("am_run_ids", [])))
         for r in results:
-            st.plotly_chart(trace_figure(r.trace.numpy(), steps=r.trace_steps.numpy(),
-                                         kept=(r.best_step // r.trace_every).numpy(),
-                                         title=f"response per step ({r.config.direction})"), key=f"tr_{r.config.direction}")
+            trace_chart(r, compute.flags_for(r, clf, ld.reference, state.DEVICE), key=f"tr_{r.config.direction}",
+                        title=f"response per step ({r.config.direction}), real excerpts' range shaded")
             show_result(r, clf, ld.reference, key=f"full_{r.config.direction}", gl_iters=display.FULL_GL_ITERS,
                         device=state.DEVICE)
 

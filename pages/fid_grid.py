@@ -1,9 +1,10 @@
-"""FID grid: the paper's lr x lambda x iterations grid as a background job; heatmaps; cell examples."""
+"""FID grid: the paper's lr x lambda x iterations grid as a background job; heatmaps (FID, share of in-range
+examples); cell examples with their out-of-range badges and traces."""
 
 import streamlit as st
 
 from ui import compute, display, grid_view, state, texts, widgets
-from ui.am_view import show_result
+from ui.am_view import show_result, trace_chart
 from xai_core.actmax import run_grid
 from xai_core.errors import XaiError
 from xai_core.store.jobs import format_eta
@@ -36,7 +37,8 @@ with display.errors_shown("Could not open the grid"):
         st.caption("No finished grid yet: start one above (or reopen one on the Runs page).")
         st.stop()
     st.subheader(f"Grid `{grid.run_id}` · {grid.seconds:.0f} s on {grid.device}")
-    cell = grid_view.heatmaps(grid) or st.session_state.get("grid_cell")
+    flags = grid_view.cell_flags(grid, clf, ref)
+    cell = grid_view.heatmaps(grid, flags) or st.session_state.get("grid_cell")
     st.download_button("Download the FID table (CSV)", grid_view.table_csv(grid), f"{grid.run_id}_fid.csv", "text/csv")
     if cell is None or cell not in grid.examples:
         d = grid.config.directions[0]
@@ -44,4 +46,6 @@ with display.errors_shown("Could not open the grid"):
     st.session_state["grid_cell"] = cell
     st.subheader(f"Examples of {cell[0]}, lr {cell[1]:g}, lambda {cell[2]:g}, {cell[3]} iterations "
                  "(click a heatmap cell to open another)")
+    trace_chart(grid.examples[cell], flags[cell], key="cell_tr",
+                title="response per step of this configuration's examples, real excerpts' range shaded")
     show_result(grid.examples[cell], clf, ref, key="cell", gl_iters=display.PREVIEW_GL_ITERS, device=state.DEVICE)

@@ -214,3 +214,24 @@ def test_no_pyplot_state_is_touched():
         import matplotlib.pyplot as plt
 
         assert plt.get_fignums() == []
+
+
+def test_share_heatmap_and_range_band():
+    import plotly.graph_objects as go
+
+    from xai_core.viz import add_range_band, share_heatmap
+
+    fig = share_heatmap(np.array([[1.0, 0.5, np.nan], [0.0, 0.25, 1.0]]), [0.1, 0.01], [0.1, 0.01, 0.001],
+                        selected=(1, 2))
+    heat = fig.data[0]
+    assert list(heat.text[0]) == ["100 %", "50 %", "unknown"] and heat.zmin == 0 and heat.zmax == 1
+    assert list(heat.customdata[1][2]) == [0.01, 0.001] and fig.data[1].x == ("0.001",)
+    with pytest.raises(ParameterError, match="shares"):
+        share_heatmap(np.array([[1.5]]), [0.1], [0.1])
+    with pytest.raises(ParameterError, match="shape"):
+        share_heatmap(np.zeros((2, 2)), [0.1], [0.1, 0.2])
+    fig = add_range_band(go.Figure(go.Scatter(y=[0, 60])), -5.0, 10.0, limit=12.0, limit_label="flagged beyond")
+    shapes = [s.type for s in fig.layout.shapes]
+    assert shapes == ["rect", "line"] and fig.layout.shapes[0].y0 == -5.0 and fig.layout.shapes[1].y0 == 12.0
+    with pytest.raises(ParameterError, match="lo <= hi"):
+        add_range_band(go.Figure(), 1.0, 0.0)

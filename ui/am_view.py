@@ -1,4 +1,5 @@
-"""Showing activation-maximisation results: spectrograms, p(vocal), ||z||, players, real top-N."""
+"""Showing activation-maximisation results: spectrograms, p(vocal), ||z||, out-of-range badges, traces with the
+real range shaded, players, real top-N."""
 
 from __future__ import annotations
 
@@ -7,10 +8,67 @@ import streamlit as st
 
 from ui import compute, display
 from xai_core.actmax import AMResult
+from xai_core.actmax.flags import DB_PER_LOG, RESPONSE_MARGIN, ExampleFlags, RealRange, z_bounds
 from xai_core.assets import ReferenceSet
 from xai_core.audio import wav_bytes_set
 from xai_core.checkpoints import Bundle
-from xai_core.viz import colour_range, spectrogram_grid
+from xai_core.viz import add_range_band, colour_range, score_trace_figure, spectrogram_grid
+
+
+def _ui_text(text: str) -> str:
+    return text.replace("||z||", "‖z‖")
+
+
+def flags_caption(flags: ExampleFlags) -> str:
+    """One line: the share in range, what fired, against which range and rule."""
+    lo, hi = z_bounds(flags.z_dim, flags.alpha)
+    text = f"Out-of-range flags: {_ui_text(flags.describe())}. ‖z‖ fires outside [{lo:.1f}, {hi:.1f}] " \
+           f"(chi, {flags.z_dim} degrees of freedom, two-sided p < {flags.alpha:g})"
+    rr = flags.real_range
+    if rr is not None:
+        rlo, rhi = rr.response_bounds(flags.margin)
+        llo, lhi = rr.level_bounds(flags.level_margin)
+        side = f"above {rhi:.3g}" if flags.direction == "max" else f"below {rlo:.3g}"
+        text += (f"; the response fires {side} (real range [{rr.response_min:.3g}, {rr.response_max:.3g}] widened "
+                 f"by {flags.margin:g} of its span) and the loudness outside the real mean log-mel level "
+                 f"[{rr.level_min:.2f}, {rr.level_max:.2f}] widened by {flags.level_margin:g} of its span "
+                 f"({(lhi - rr.level_max) * DB_PER_LOG:.1f} dB each side), measured on "
+                 f"{rr.source or f'{rr.n} real excerpts'}")
+        if flags.recomputed:
+            text += " (computed now against the loaded classifier and reference set)"
+    else:
+        text += "; response and loudness unknown: no reference set"
+    return text + "."
+
+
+def flag_badges(flags: ExampleFlags, n: int, *, ncols: int = 4) -> None:
+    """A badge per kept example: "in range" (green) or what fired (red)."""
+    cols = st.columns(max(1, min(ncols, n)))
+    for i in range(n):
+        cols[i % len(cols)].badge(f"{i}: {_ui_text(flags.badge(i))}",
+                                  color="green" if flags.in_range[i] else "red")
+
+
+def trace_figure(traces, *, real_range: RealRange | None = None, direction: str = "max",
+                 margin: float = RESPONSE_MARGIN, **kw):
+    """Response per step, one line per example (no running best: the kept iterate is marked, one legend entry),
+    the real excerpts' response range shaded and the response flag's limit dotted when a real range is given."""
+    fig = score_trace_figure(traces, running_best=False, xlabel="Adam step", ylabel="response", **kw)
+    fig.update_traces(showlegend=False, selector=dict(mode="lines"))
+    if real_range is not None:
+        lo, hi = real_range.response_bounds(margin)
+        add_range_band(fig, real_range.response_min, real_range.response_max,
+                       label=f"real excerpts ({real_range.n})", limit=hi if direction == "max" else lo,
+                       limit_label="flagged beyond")
+    return fig.update_layout(height=300, margin=dict(l=40, r=10, t=40, b=40))
+
+
+def trace_chart(res: AMResult, flags: ExampleFlags | None, *, key: str, title: str) -> None:
+    """The response trace of every example of ``res`` with its kept iterate and the real range."""
+    kw = {} if flags is None else {"real_range": flags.real_range, "direction": flags.direction,
+                                   "margin": flags.margin}
+    st.plotly_chart(trace_figure(res.trace.numpy(), steps=res.trace_steps.numpy(),
+                                 kept=(res.best_step // res.trace_every).numpy(), title=title, **kw), key=key)
 
 
 def show_result(res: AMResult, clf: Bundle, ref: ReferenceSet | None, *, key: str, gl_iters: int,
@@ -23,7 +81,8 @@ def show_result(res: AMResult, clf: Bundle, ref: ReferenceSet | None, *, key: st
     st.markdown(f"**{'Maximised' if c.direction == 'max' else 'Minimised'}** {c.layer}[{c.unit}] · "
                 f"lr {c.lr:g} · lambda {c.lam:g} ({c.prior}) · {c.n_iter} iterations · "
                 f"{res.logmel_best.shape[0]} examples in {res.seconds:.1f} s on {res.device}")
-    titles = [f"p {pi:.2f} · a {ri:.2f} · ‖z‖ {zi:.1f}" for pi, ri, zi in zip(p, r, zn, strict=True)]
+    titles = [f"{i}: p {pi:.2f} · a {ri:.2f} · ‖z‖ {zi:.1f}"
+              for i, (pi, ri, zi) in enumerate(zip(p, r, zn, strict=True))]
     real = None
     if ref is not None:
         idx = compute.top_real(clf.identity, compute.ref_key(ref), c.layer, c.unit, c.direction, n, device,
@@ -43,6 +102,9 @@ def show_result(res: AMResult, clf: Bundle, ref: ReferenceSet | None, *, key: st
                 cfg=clf.mel, ncols=2, vmin=vmin, vmax=vmax))
         else:
             st.caption("No reference set loaded: no real excerpts to compare with.")
+    flags = compute.flags_for(res, clf, ref, device)
+    st.caption(flags_caption(flags))
+    flag_badges(flags, n)
     sets = [x] + ([real] if real is not None else [])
     waves = display.invert(np.concatenate(sets), clf.mel.to_dict(), gl_iters)
     wavs = wav_bytes_set(waves, sample_rate=clf.mel.sample_rate)

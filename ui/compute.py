@@ -11,10 +11,12 @@ import streamlit as st
 import torch
 
 from xai_core.actmax import AMConfig, AMResult, GridConfig, run_am, top_reference
+from xai_core.actmax.flags import ExampleFlags, RealRange, reflag
 from xai_core.actmax.objective import initial_codes
 from xai_core.assets import ReferenceSet
 from xai_core.checkpoints import Bundle
 from xai_core.detect import Detection, detect_singing
+from xai_core.errors import XaiError
 
 PREVIEW_EXAMPLES = 4  # live preview: a few examples ...
 PREVIEW_ITERS = 30  # ... and a few iterations
@@ -36,8 +38,45 @@ def am_preview(clf_id: str, gen_id: str, cfg: AMConfig, device: str, _clf: Bundl
 def top_real(clf_id: str, ref_key: str, layer: str, unit: int, direction: str, n: int, device: str,
              _clf: Bundle, _ref: ReferenceSet) -> np.ndarray:
     """Indices of the ``n`` real excerpts with the highest (max) / lowest (min) response."""
+    from xai_core.data.quality import DEFAULT_PER_CLIP
+    from xai_core.errors import ParameterError
+
     n = min(n, len(_ref))
-    return top_reference(_clf, _ref, layer=layer, unit=unit, direction=direction, n=n, device=device).numpy()
+    try:  # at most DEFAULT_PER_CLIP of one clip, as the FID references; a set of few clips falls back to no cap
+        idx = top_reference(_clf, _ref, layer=layer, unit=unit, direction=direction, n=n, device=device,
+                            per_clip=DEFAULT_PER_CLIP)
+    except ParameterError:
+        idx = top_reference(_clf, _ref, layer=layer, unit=unit, direction=direction, n=n, device=device)
+    return idx.numpy()
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def real_range(clf_id: str, ref_key_: str, layer: str, unit: int, device: str, _clf: Bundle,
+               _ref: ReferenceSet) -> RealRange:
+    """What every excerpt of the reference set produces at ``layer[unit]`` (response and loudness ranges)."""
+    return RealRange.from_reference(_clf, _ref, layer=layer, unit=unit, device=device)
+
+
+def range_for(cfg, clf: Bundle, ref: ReferenceSet | None, device: str) -> RealRange | None:
+    """The real range of ``cfg``'s unit on the loaded reference set, or None (no usable reference set)."""
+    if ref is None or ref.mel != clf.mel:
+        return None
+    try:
+        return real_range(clf.identity, ref_key(ref), cfg.layer, cfg.unit, device, clf, ref)
+    except XaiError:  # a unit the loaded classifier does not have (a run of another model)
+        return None
+
+
+def flags_for(res: AMResult, clf: Bundle, ref: ReferenceSet | None, device: str) -> ExampleFlags:
+    """The result's out-of-range flags; when they have no real range (a preview, a run stored before flags or
+    without a reference set), recomputed against the loaded reference set (``recomputed`` is then True)."""
+    f = res.flags
+    if f is not None and f.real_range is not None:
+        return f
+    rr = range_for(res.config, clf, ref, device)
+    if rr is None:
+        return f if f is not None else reflag(res, None)
+    return reflag(res, rr)
 
 
 def ref_key(ref: ReferenceSet) -> str:

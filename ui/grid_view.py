@@ -7,10 +7,11 @@ import io
 import pandas as pd
 import streamlit as st
 
-from ui import state
+from ui import compute, state
 from xai_core.actmax import GridResult
+from xai_core.actmax.flags import cell_shares
 from xai_core.store.jobs import DONE, format_eta
-from xai_core.viz import fid_heatmap
+from xai_core.viz import fid_heatmap, share_heatmap
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the grid run…")
@@ -57,10 +58,31 @@ def job_panel() -> None:
         st.error(f"The last grid job ended as {job.state}: {job.message}")
 
 
-def heatmaps(grid: GridResult) -> tuple | None:
-    """Heatmaps per direction x feature space x iteration count; returns a clicked cell key if any."""
+def cell_flags(grid: GridResult, clf, ref) -> dict:
+    """Out-of-range flags of every cell: as stored, or recomputed against the loaded reference set (a grid
+    stored before flags existed)."""
+    return {k: compute.flags_for(r, clf, ref, state.DEVICE) for k, r in grid.examples.items()}
+
+
+def _clicked(ev, d: str, n_iter: int) -> tuple | None:
+    pts = (ev or {}).get("selection", {}).get("points", []) if ev else []
+    pts = [p for p in pts if "customdata" in p]
+    if pts:
+        lr, lam = pts[0]["customdata"][:2]
+        return d, float(lr), float(lam), n_iter
+    return None
+
+
+def heatmaps(grid: GridResult, flags: dict | None = None) -> tuple | None:
+    """Heatmaps per direction x feature space x iteration count, and (toggle) the share of in-range examples
+    per cell from ``flags`` (:func:`cell_flags`); returns a clicked cell key if any."""
     c = grid.config
     clicked = None
+    shares = cell_shares(grid, flags) if flags is not None else None
+    show_shares = shares is not None and st.toggle(
+        "Share of in-range examples beside the FID", value=True, key="grid_shares",
+        help="Per configuration, the share of kept examples whose response, ‖z‖ and loudness all lie inside what "
+             "real excerpts (and the prior) produce; a low share means adversarial-looking examples.")
     for d in c.directions:
         sel = grid.selected.get(d, {})
         st.markdown(f"**{'Maximisation' if d == 'max' else 'Minimisation'}** — selected: lr {sel.get('lr', '?'):g}, "
@@ -76,11 +98,15 @@ def heatmaps(grid: GridResult) -> tuple | None:
                                       selected=_selected_cell(sel, c, f, n_iter))
                     fig.update_layout(height=300, margin=dict(l=50, r=10, t=40, b=40))
                     ev = col.plotly_chart(fig, on_select="rerun", selection_mode="points", key=f"hm_{d}_{f}_{n_iter}")
-                    pts = (ev or {}).get("selection", {}).get("points", []) if ev else []
-                    pts = [p for p in pts if "customdata" in p]
-                    if pts:
-                        lr, lam = pts[0]["customdata"][:2]
-                        clicked = (d, float(lr), float(lam), n_iter)
+                    clicked = _clicked(ev, d, n_iter) or clicked
+        if show_shares:
+            st.caption("Share of in-range examples per configuration (green: all inside the real range)")
+            for i, (n_iter, col) in enumerate(zip(c.iters, st.columns(len(c.iters)), strict=True)):
+                fig = share_heatmap(shares[d][i], c.lrs, c.lams, title=f"{n_iter} iterations",
+                                    selected=_selected_cell(sel, c, sel.get("feature"), n_iter))
+                fig.update_layout(height=300, margin=dict(l=50, r=10, t=40, b=40))
+                ev = col.plotly_chart(fig, on_select="rerun", selection_mode="points", key=f"share_{d}_{n_iter}")
+                clicked = _clicked(ev, d, n_iter) or clicked
     return clicked
 
 

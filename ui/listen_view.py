@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from ui import compute, display, state
+from ui.am_view import flag_badges, flags_caption
 from xai_core.actmax import AMResult
 from xai_core.audio import wav_bytes_set, zip_bytes
 from xai_core.viz import colour_range, mean_band_profile_figure, spectrogram_grid
@@ -42,8 +43,11 @@ def show_sets(sets: dict[str, AMResult], ld, n: int) -> None:
     """Spectrograms, p(vocal), players (one gain for all four sets), downloads and the band profile."""
     clf, ref = ld.classifier, ld.reference
     named: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    flags = {}  # generated set name -> its out-of-range flags
     for d, r in sets.items():
-        named[f"{'maximised' if d == 'max' else 'minimised'} ({d})"] = (r.logmel_best[:n].numpy(), r.prob_best[:n].numpy())
+        name = f"{'maximised' if d == 'max' else 'minimised'} ({d})"
+        named[name] = (r.logmel_best[:n].numpy(), r.prob_best[:n].numpy())
+        flags[name] = compute.flags_for(r, clf, ref, state.DEVICE)
     any_cfg = next(iter(sets.values())).config
     if ref is not None:
         for d, label in (("max", "real, most vocal"), ("min", "real, least vocal")):
@@ -60,8 +64,14 @@ def show_sets(sets: dict[str, AMResult], ld, n: int) -> None:
     for (name, (x, p)), col in zip(named.items(), cols, strict=True):
         with col:
             st.markdown(f"**{name}**  \nmean p(vocal) {p.mean():.2f}")
-            display.show_figure(spectrogram_grid(x, [f"p {v:.2f}" for v in p], cfg=clf.mel, ncols=1,
-                                                 vmin=vmin, vmax=vmax))
+            display.show_figure(spectrogram_grid(x, [f"{i}: p {v:.2f}" for i, v in enumerate(p)], cfg=clf.mel,
+                                                 ncols=1, vmin=vmin, vmax=vmax))
+            if name in flags:
+                f = flags[name]
+                st.caption(f"in range: {int(f.in_range[:len(x)].sum())} of these {len(x)} "
+                           f"({100 * f.share_in_range:.0f} % of all {len(f)} kept examples)"
+                           + ("" if not f.unknown else "; ‖z‖ only: no reference set"))
+                flag_badges(f, len(x), ncols=1)
             mine = wavs[k:k + len(x)]
             display.players(mine, [f"{i}: p {v:.2f}" for i, v in enumerate(p)], ncols=1,
                             key=name.split()[0] + str(len(name)), downloads=True)
@@ -70,6 +80,8 @@ def show_sets(sets: dict[str, AMResult], ld, n: int) -> None:
                                file_name=f"{name.split(' (')[0].replace(' ', '_').replace(',', '')}.zip",
                                mime="application/zip", key=f"zip_{k}")
             k += len(x)
+    for f in flags.values():
+        st.caption(flags_caption(f))
     display.show_figure(mean_band_profile_figure({n_: x for n_, (x, _) in named.items()}, cfg=clf.mel,
                                                  title="What changed, by frequency: mean log-mel per band"),
                         width=display.BAND_PROFILE_PX)

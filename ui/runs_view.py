@@ -39,6 +39,9 @@ def reopen(run_id: str) -> str:
                 st.session_state["cladec_set_next"] = label
         st.session_state["cladec_eval_run"] = run_id
         return "pages/cladec.py"
+    if hasattr(res, "z_inv"):  # a counterfactual: shown on the Counterfactuals page
+        st.session_state["cf_reopened"] = run_id
+        return "pages/counterfactual.py"
     if hasattr(res, "cumulative"):  # depth maps: shown on the Where does it listen? page
         st.session_state["dm_reopened"] = run_id
         return "pages/depthmaps.py"

@@ -39,6 +39,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "xai_core.explain.consistency.cli",
     "xai_core.explain.depthmaps.cli",
     "xai_core.explain.sanity.cli",
+    "xai_core.explain.counterfactual.cli",
 )
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130

@@ -26,6 +26,8 @@ __all__ = [
     "waveform_prob_figure",
     "mean_band_profile_figure",
     "fid_heatmap",
+    "share_heatmap",
+    "add_range_band",
     "score_trace_figure",
     "prob_histogram_figure",
     "decoded_rows_figure",
@@ -385,6 +387,56 @@ def fid_heatmap(table, lrs: Sequence[float], lambdas: Sequence[float], *, title:
         ))
     fig.update_layout(title=title, xaxis_title="lambda (prior weight)", yaxis_title="learning rate",
                       xaxis_type="category", yaxis_type="category", margin=dict(l=60, r=20, t=50, b=50))
+    return fig
+
+
+def share_heatmap(table, lrs: Sequence[float], lambdas: Sequence[float], *, title: str | None = None,
+                  selected: tuple[int, int] | None = None) -> go.Figure:
+    """Share of in-range examples (0 to 1) over a learning-rate x lambda grid, selected cell marked.
+
+    Laid out like :func:`fid_heatmap` (rows lrs, columns lambdas, ``customdata[i][j] = [lr, lambda]`` for
+    click handling), on a linear red (none in range) to green (all in range) scale; NaN cells are
+    "unknown" (no flags).
+    """
+    z = np.asarray(table, dtype=np.float64)
+    if z.shape != (len(lrs), len(lambdas)):
+        raise ParameterError(f"table shape {z.shape} does not match {len(lrs)} lrs x {len(lambdas)} lambdas")
+    finite = z[np.isfinite(z)]
+    if finite.size and (finite.min() < 0 or finite.max() > 1):
+        raise ParameterError("shares must lie in [0, 1]")
+    xs = [f"{v:g}" for v in lambdas]
+    ys = [f"{v:g}" for v in lrs]
+    custom = np.stack(np.broadcast_arrays(np.asarray(lrs, float)[:, None], np.asarray(lambdas, float)[None, :]),
+                      axis=-1)  # (R, C, 2)
+    text = [[("unknown" if np.isnan(v) else f"{100 * v:.0f} %") for v in row] for row in z]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=xs, y=ys, customdata=custom, text=text, texttemplate="%{text}", colorscale="RdYlGn", zmin=0.0,
+        zmax=1.0, colorbar=dict(title="in range", tickformat=".0%"),
+        hovertemplate="lr %{customdata[0]:g}<br>lambda %{customdata[1]:g}<br>in range %{text}<extra></extra>"))
+    if selected is not None:
+        r, c = selected
+        if not (0 <= r < len(lrs) and 0 <= c < len(lambdas)):
+            raise ParameterError(f"selected={selected!r} lies outside the {len(lrs)} x {len(lambdas)} grid")
+        fig.add_trace(go.Scatter(
+            x=[xs[c]], y=[ys[r]], mode="markers", name="selected",
+            marker=dict(symbol="square-open", size=46, color="black", line=dict(width=3)),
+            customdata=[[float(lrs[r]), float(lambdas[c])]], hoverinfo="skip", showlegend=False))
+    fig.update_layout(title=title, xaxis_title="lambda (prior weight)", yaxis_title="learning rate",
+                      xaxis_type="category", yaxis_type="category", margin=dict(l=60, r=20, t=50, b=50))
+    return fig
+
+
+def add_range_band(fig: go.Figure, lo: float, hi: float, *, label: str = "real range",
+                   limit: float | None = None, limit_label: str | None = None) -> go.Figure:
+    """Shade ``y`` in ``[lo, hi]`` (what real excerpts produce) behind the traces of ``fig``; a dotted line
+    at ``limit`` (where a flag fires), optional. Returns ``fig``."""
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
+        raise ParameterError(f"a range band needs finite lo <= hi, got {lo!r}, {hi!r}")
+    fig.add_hrect(y0=lo, y1=hi, fillcolor="seagreen", opacity=0.15, line_width=0, layer="below",
+                  annotation_text=label, annotation_position="top left", annotation_font_size=10)
+    if limit is not None and np.isfinite(limit):
+        fig.add_hline(y=limit, line_dash="dot", line_color="firebrick", line_width=1,
+                      annotation_text=limit_label, annotation_position="top right", annotation_font_size=10)
     return fig
 
 

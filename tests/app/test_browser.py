@@ -2,7 +2,8 @@
 
 Opens every page, runs a small activation maximisation (an audio element appears), runs a tiny FID
 grid in the background (a plotly heatmap appears), decodes the kept AM example at every layer of the
-demo's decoders and plays a reconstruction, and saves screenshots to ``test-artifacts/``.
+demo's decoders and plays a reconstruction, makes a reference excerpt more and less vocal (Counterfactuals) and
+plays it, and saves screenshots to ``test-artifacts/``.
 On CI (CI=true) a missing Chromium fails the test; elsewhere it skips.
 """
 
@@ -122,7 +123,7 @@ def test_pages_in_a_real_browser(server):
             page.get_by_role("heading", name="Models").first.wait_for()
             _settle(page)
             nav = page.locator('[data-testid="stSidebarNav"] a')
-            assert nav.count() == 8, [nav.nth(i).inner_text() for i in range(nav.count())]
+            assert nav.count() == 9, [nav.nth(i).inner_text() for i in range(nav.count())]
             page.locator("audio").first.wait_for()
             _settle(page)
             page.screenshot(path=str(ARTIFACTS / "1_models.png"), full_page=True)
@@ -224,6 +225,35 @@ def test_pages_in_a_real_browser(server):
                 "a => a.play().then(() => new Promise(r => setTimeout(() => r(a.currentTime), 700)))")
             assert played > 0, "the relevant part did not play"
             page.screenshot(path=str(ARTIFACTS / "9_depth_maps.png"), full_page=True)
+            for bad in ("Traceback", "DeltaGenerator"):
+                assert page.get_by_text(bad).count() == 0
+
+            page.goto(server + "/counterfactual")
+            page.get_by_role("heading", name="Counterfactuals").first.wait_for()
+            _settle(page)
+            page.get_by_text("Inversion and optimisation settings").click()  # small budgets on the tiny models
+            for label, value in (("Inversion steps", "20"), ("AM steps per direction", "10")):
+                page.get_by_role("spinbutton", name=label, exact=True).fill(value)
+                page.get_by_role("spinbutton", name=label, exact=True).press("Enter")
+                _settle(page)
+            page.get_by_role("button", name="Make it more / less vocal").click()
+            # the honesty verdict may be a warning (the GAN cannot reconstruct the excerpt): wait for the players'
+            # caption rather than for the first alert
+            try:
+                page.get_by_text("All players share one gain").first.wait_for(timeout=240_000)
+            except Exception:
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
+                pytest.fail(f"Counterfactuals: no result within 240 s; the page shows "
+                            f"{page.locator(PROBLEMS).all_inner_texts()!r}\nserver log:\n{_log_tail(log)}")
+            _settle(page)
+            assert page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]').count() == 0
+            assert page.locator("audio").count() == 7  # 4 versions, then the chosen step's 3
+            played = page.locator("audio").nth(2).evaluate(
+                "a => a.play().then(() => new Promise(r => setTimeout(() => r(a.currentTime), 700)))")
+            assert played > 0, "the more-vocal version did not play"
+            assert page.locator(".js-plotly-plot").count() >= 2  # the spread and the trajectory
+            page.screenshot(path=str(ARTIFACTS / "10_counterfactual.png"), full_page=True)
             for bad in ("Traceback", "DeltaGenerator"):
                 assert page.get_by_text(bad).count() == 0
         except Exception:

@@ -87,11 +87,12 @@ def _am(args) -> int:
 
     cfg = AMConfig(layer=args.layer, unit=args.unit, direction=args.direction, lr=args.lr, lam=args.lam,
                    prior=args.prior, n_iter=args.iters, n_examples=args.examples, seed=args.seed)
-    clf, gen, _ = _load(args)
+    clf, gen, paths = _load(args)
     store = RunStore(args.runs_dir)  # an unusable store fails before the computation, not after
+    real_range = _real_range(args, clf, paths, cfg)
     bar = _Bar(not args.no_progress, f"AM {cfg.direction}")
     try:
-        res = run_am(clf, gen, cfg, device=args.device, progress=bar)
+        res = run_am(clf, gen, cfg, device=args.device, progress=bar, real_range=real_range)
     finally:
         bar.close()
     run_id = store.save_am(res, classifier=clf, generator=gen, name=args.name)
@@ -99,13 +100,55 @@ def _am(args) -> int:
           f"{cfg.n_iter} iterations, {cfg.n_examples} examples on {res.device} in {res.seconds:.1f} s")
     print(f"  kept response: mean {float(res.response_best.mean()):.4f}  min {float(res.response_best.min()):.4f}"
           f"  max {float(res.response_best.max()):.4f};  p(vocal) mean {float(res.prob_best.mean()):.3f}")
+    print(format_flags(res.flags))
     print(f"run {run_id} stored in {store.root.resolve()}")
     store.ensure_complete(run_id)  # NaN / inf results: stored as failed, exit status 1
     return 0
 
 
+def _real_range(args, clf, paths, cfg):
+    """The real range of ``--reference`` (default: the demo's reference set, if there is one), or None."""
+    from xai_core.actmax.flags import RealRange
+    from xai_core.assets import ReferenceSet
+
+    if args.no_reference:
+        return None
+    path = args.reference or (paths.reference if paths is not None else None)
+    if path is None:
+        print("no reference set (models given as files; --reference): the response and loudness flags are unknown")
+        return None
+    if args.reference is None and not path.is_file():
+        print(f"no reference set at {path}: the response and loudness flags are unknown (--reference)")
+        return None
+    return RealRange.from_reference(clf, ReferenceSet.load(path), layer=cfg.layer, unit=cfg.unit, device=args.device)
+
+
+def format_flags(flags, indent: str = "  ") -> str:
+    """The out-of-range flags of one set of kept examples: share in range, what fired, the thresholds."""
+    from xai_core.actmax.flags import z_bounds
+
+    if flags is None:
+        return f"{indent}out-of-range flags: none computed"
+    lo, hi = z_bounds(flags.z_dim, flags.alpha)
+    lines = [f"{indent}out-of-range flags: {flags.describe()}",
+             f"{indent}  ||z|| outside [{lo:.2f}, {hi:.2f}] fires (chi({flags.z_dim}) two-sided p < {flags.alpha:g})"]
+    rr = flags.real_range
+    if rr is not None:
+        rlo, rhi = rr.response_bounds(flags.margin)
+        llo, lhi = rr.level_bounds(flags.level_margin)
+        side = f"above {rhi:.4g}" if flags.direction == "max" else f"below {rlo:.4g}"
+        lines.append(f"{indent}  real range ({rr.source or f'{rr.n} excerpts'}): response [{rr.response_min:.4g}, "
+                     f"{rr.response_max:.4g}], {side} fires; mean log-mel level [{rr.level_min:.3g}, "
+                     f"{rr.level_max:.3g}], outside [{llo:.3g}, {lhi:.3g}] fires (margins: {flags.margin:g} / "
+                     f"{flags.level_margin:g} of the real span)")
+    return "\n".join(lines)
+
+
 def format_grid(result) -> str:
-    """FID tables (rows n_iter x lr, columns lam) and the selection, as text."""
+    """FID tables (rows n_iter x lr, columns lam) and the selection, as text; then the share of in-range
+    examples per cell and the flags of each selected configuration."""
+    from xai_core.actmax.flags import cell_shares
+
     c = result.config
     lines = []
     for (d, f), arr in result.fid.items():
@@ -113,9 +156,17 @@ def format_grid(result) -> str:
         for i, n in enumerate(c.iters):
             for j, lr in enumerate(c.lrs):
                 lines.append(f"  {n:>5} {lr:>7g} " + " ".join(f"{arr[i, j, k]:>11.4g}" for k in range(len(c.lams))))
+    for d, arr in cell_shares(result).items():
+        lines.append(f"in range {d}   (share of examples inside the real range; rows: n_iter, lr; columns: lam)")
+        for i, n in enumerate(c.iters):
+            for j, lr in enumerate(c.lrs):
+                lines.append(f"  {n:>5} {lr:>7g} " + " ".join(f"{arr[i, j, k]:>11.2f}" for k in range(len(c.lams))))
     for d, s in result.selected.items():
         lines.append(f"selected {d}: lr={s['lr']:g} lam={s['lam']:g} n_iter={s['n_iter']} "
                      f"FID({s['feature']})={s['fid']:.4g}")
+        r = result.examples.get((d, s["lr"], s["lam"], s["n_iter"]))
+        if r is not None:
+            lines.append(format_flags(r.flags))
     return "\n".join(lines)
 
 
@@ -126,7 +177,8 @@ def _grid(args) -> int:
 
     cfg = GridConfig(lrs=args.lrs, lams=args.lams, iters=args.iters, directions=args.directions,
                      layer=args.layer, unit=args.unit, prior=args.prior, n_examples=args.examples, seed=args.seed,
-                     n_reference=args.n_reference, feature_layers=args.features, max_chunk=args.max_chunk)
+                     n_reference=args.n_reference,
+                     per_clip=args.per_clip or None, feature_layers=args.features, max_chunk=args.max_chunk)
     clf, gen, paths = _load(args)
     reference = ReferenceSet.load(args.reference or paths.reference)
     store = RunStore(args.runs_dir)
@@ -152,6 +204,10 @@ def register(sub) -> None:
     p.add_argument("--lam", type=LAM, default=0.01, help="prior weight (see --prior)")
     p.add_argument("--prior", choices=("paper", "code"), default="paper", help=PRIOR_TEXT)
     p.add_argument("--iters", type=ITERS, default=100, help="Adam updates")
+    p.add_argument("--reference", help="reference excerpts whose range the kept examples are flagged against "
+                                       "(.safetensors ReferenceSet; default: the demo's, if present)")
+    p.add_argument("--no-reference", action="store_true",
+                   help="no reference set: only the ||z|| flag is checked (response and loudness unknown)")
     p.set_defaults(func=_am)
 
     p = sub.add_parser("grid", help="the paper's lr x lambda x iterations grid with FID selection",
@@ -168,6 +224,8 @@ def register(sub) -> None:
     p.add_argument("--prior", choices=("paper", "code"), default="code", help=PRIOR_TEXT + " (default: code)")
     p.add_argument("--n-reference", type=int_range(2, 1_000_000), default=50,
                    help="top/bottom-N real excerpts for the FID")
+    p.add_argument("--per-clip", type=int_range(0, 1_000_000), default=4,
+                   help="at most this many of them from one source clip (0 = no cap; default 4)")
     p.add_argument("--features", type=_names, default=("response", "fc2"),
                    help="FID feature spaces: 'response' (scalar unit response) and/or layer names")
     p.add_argument("--max-chunk", type=int_range(1, MAX_EXAMPLES), help="max rows per device batch (default: automatic)")

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from xai_core.actmax.config import FEATURE_RESPONSE, AMConfig, GridConfig, direction_sign, penalty_coefficient
+from xai_core.actmax.flags import ExampleFlags, RealRange, flag_examples, mean_level
 from xai_core.actmax.objective import (
     Progress,
     Responder,
@@ -68,6 +69,7 @@ class AMResult:
     device: str
     trace_every: int = 1
     features: dict[str, torch.Tensor] = field(default_factory=dict)  # FID features of kept examples
+    flags: ExampleFlags | None = None  # out-of-range flags of the kept examples (actmax/flags.py)
 
     @property
     def seeds(self) -> torch.Tensor:
@@ -88,7 +90,8 @@ class AMResult:
                 "prob_best_mean": float(self.prob_best.mean()),
                 "best_step_mean": float(self.best_step.float().mean()),
                 "z_norm_best_mean": float(self.z_norm_best.mean()),
-                "seconds": self.seconds, "device": self.device}
+                "seconds": self.seconds, "device": self.device,
+                **({} if self.flags is None else self.flags.summary_fields())}
 
 
 @dataclass
@@ -104,6 +107,7 @@ class GridResult:
     device: str
     reference_response: dict = field(default_factory=dict)  # direction -> (n_reference,) responses
     status: str = "complete"
+    real_range: RealRange | None = None  # what the whole reference set produces (the cells' flags use it)
 
     @property
     def selection_feature(self) -> str:
@@ -279,19 +283,23 @@ def _run_rows(classifier: Bundle, generator: Bundle, rows: _Rows, *, layer: str,
 
 
 def _assemble(config: AMConfig, snap: dict, trace: torch.Tensor, described: dict, *, seconds: float,
-              device: torch.device, trace_every: int, feature_layers: Sequence[str] = ()) -> AMResult:
+              device: torch.device, trace_every: int, feature_layers: Sequence[str] = (),
+              real_range: RealRange | None = None) -> AMResult:
     n_cols = config.n_iter // trace_every + 1
     feats = {f: described["feature:" + f] for f in feature_layers}
-    return AMResult(config=config, z_best=snap["z_best"], z_last=snap["z_last"], score_best=snap["score_best"],
+    res = AMResult(config=config, z_best=snap["z_best"], z_last=snap["z_last"], score_best=snap["score_best"],
                     score_last=snap["score_last"], response_best=snap["response_best"],
                     response_last=snap["response_last"], logit_best=described["logit"],
                     prob_best=described["prob"], logmel_best=described["logmel"], trace=trace[:, :n_cols].clone(),
                     best_step=snap["best_step"], z_norm_best=snap["z_best"].norm(dim=1), seconds=seconds,
                     device=str(device), trace_every=trace_every, features=feats)
+    res.flags = flag_examples(res, real_range)  # ||z|| always; response and loudness need a real range
+    return res
 
 
 def run_am(classifier: Bundle, generator: Bundle, config: AMConfig, *, device=None,
-           progress: Progress | None = None, trace_every: int = 1, max_chunk: int | None = None) -> AMResult:
+           progress: Progress | None = None, trace_every: int = 1, max_chunk: int | None = None,
+           real_range: RealRange | None = None) -> AMResult:
     """Run one activation-maximisation configuration for ``config.n_examples`` seeds, batched.
 
     Parameters
@@ -308,6 +316,9 @@ def run_am(classifier: Bundle, generator: Bundle, config: AMConfig, *, device=No
         Record the response every this many steps.
     max_chunk : int, optional
         Max rows per device batch (default: automatic).
+    real_range : RealRange, optional
+        What real excerpts produce (:meth:`RealRange.from_reference`); the kept examples' response and
+        loudness flags are checked against it (without it they are unknown; ``||z||`` is always checked).
 
     Returns
     -------
@@ -337,7 +348,7 @@ def run_am(classifier: Bundle, generator: Bundle, config: AMConfig, *, device=No
     described = describe_codes(classifier, generator, snap["z_best"], layer=config.layer, unit=config.unit,
                                device=dev)
     return _assemble(config, snap, torch.cat(traces), described, seconds=time.perf_counter() - t0,
-                     device=dev, trace_every=trace_every)
+                     device=dev, trace_every=trace_every, real_range=real_range)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -374,18 +385,26 @@ def reference_responses(classifier: Bundle, reference: ReferenceSet, *, layer: s
     return reference_features(classifier, reference, layer=layer, unit=unit, device=device)["response"]
 
 
-def _top(responses: torch.Tensor, direction: str, n: int) -> torch.Tensor:
+def _top(responses: torch.Tensor, direction: str, n: int, *, sources: Sequence[str] | None = None,
+         per_clip: int | None = None) -> torch.Tensor:
+    """Indices ``(n,)`` of the highest (max) / lowest (min) responses, at most ``per_clip`` of one clip."""
+    from xai_core.data.quality import capped
+
     direction_sign(direction)
     if not 1 <= n <= responses.numel():
         raise ParameterError(f"n_reference={n} but the reference set has {responses.numel()} excerpts")
     order = torch.argsort(responses, descending=(direction == "max"), stable=True)
-    return order[:n]
+    if per_clip is None or sources is None:
+        return order[:n]
+    return torch.tensor(capped(order, sources, n, per_clip), dtype=torch.long)
 
 
 def top_reference(classifier: Bundle, reference: ReferenceSet, *, layer: str = "logit", unit: int = 0,
-                  direction: str = "max", n: int = 50, device=None) -> torch.Tensor:
-    """Indices ``(n,)`` of the excerpts with the highest (max) or lowest (min) response."""
-    return _top(reference_responses(classifier, reference, layer=layer, unit=unit, device=device), direction, n)
+                  direction: str = "max", n: int = 50, per_clip: int | None = None, device=None) -> torch.Tensor:
+    """Indices ``(n,)`` of the excerpts with the highest (max) or lowest (min) response, at most ``per_clip``
+    of one source clip (``None``: no cap)."""
+    return _top(reference_responses(classifier, reference, layer=layer, unit=unit, device=device), direction, n,
+                sources=reference.sources, per_clip=per_clip)
 
 
 def _safe_fid(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -439,7 +458,11 @@ def run_grid(classifier: Bundle, generator: Bundle, config: GridConfig, *, refer
     # reference sets first: cheap, and fails early on a bad reference file
     ref = reference_features(classifier, reference, layer=config.layer, unit=config.unit,
                              feature_layers=config.feature_layers, device=dev)
-    ref_idx = {d: _top(ref["response"], d, config.n_reference) for d in config.directions}
+    ref_idx = {d: _top(ref["response"], d, config.n_reference, sources=reference.sources, per_clip=config.per_clip)
+               for d in config.directions}
+    # out-of-range flags of every cell: against the whole reference set, not only its top/bottom N
+    real_range = RealRange.from_values(ref["response"], mean_level(reference.logmel), layer=config.layer,
+                                       unit=config.unit, source=f"{len(reference)} excerpts of the reference set")
 
     if store is not None and run_id is None:
         run_id = store.start_grid(config, classifier=classifier, generator=generator)
@@ -464,7 +487,8 @@ def run_grid(classifier: Bundle, generator: Bundle, config: GridConfig, *, refer
                                        for (_d, _r, lam) in pending]).repeat_interleave(S))
             chunk = config.max_chunk or auto_chunk(classifier, generator, dev, rows=len(rows))
             _run_pending(classifier, generator, config, rows, pending, examples, done_groups, dev=dev,
-                         chunk=chunk, progress=progress, store=store, run_id=run_id, trace_every=trace_every)
+                         chunk=chunk, progress=progress, store=store, run_id=run_id, trace_every=trace_every,
+                         real_range=real_range)
     except BaseException as exc:
         if store is not None:
             try:
@@ -493,7 +517,8 @@ def run_grid(classifier: Bundle, generator: Bundle, config: GridConfig, *, refer
                        "fid": float(arr[i, j, k]), "feature": sel_feature}
     result = GridResult(config=config, fid=fid, selected=selected, examples=examples, reference=ref_idx,
                         seconds=time.perf_counter() - t0, device=str(dev),
-                        reference_response={d: ref["response"][ref_idx[d]] for d in config.directions})
+                        reference_response={d: ref["response"][ref_idx[d]] for d in config.directions},
+                        real_range=real_range)
     if store is not None:
         store.finish_grid(run_id, result)
         result.run_id = run_id  # type: ignore[attr-defined]
@@ -501,7 +526,7 @@ def run_grid(classifier: Bundle, generator: Bundle, config: GridConfig, *, refer
 
 
 def _run_pending(classifier, generator, config: GridConfig, rows: _Rows, pending, examples, done_groups, *,
-                 dev, chunk, progress, store, run_id, trace_every) -> None:
+                 dev, chunk, progress, store, run_id, trace_every, real_range=None) -> None:
     S = config.n_examples
     T = config.n_iter
     buf: dict[int, dict] = {}  # group index -> accumulated chunk pieces
@@ -528,7 +553,7 @@ def _run_pending(classifier, generator, config: GridConfig, rows: _Rows, pending
                                                unit=config.unit, feature_layers=config.feature_layers, device=dev)
                     cells[k] = _assemble(config.am_config(d, lr, lam, k), snap, trace, described,
                                          seconds=piece["seconds"] * k / T, device=dev, trace_every=trace_every,
-                                         feature_layers=config.feature_layers)
+                                         feature_layers=config.feature_layers, real_range=real_range)
                     examples[(d, lr, lam, k)] = cells[k]
                 key = _group_key(d, lr, lam)
                 if store is not None:

@@ -34,9 +34,13 @@ def _list(args) -> int:
             extra = "  " + "; ".join(
                 f"{d}: lr={_num(v.get('lr'), 'g')} lam={_num(v.get('lam'), 'g')} it={v.get('n_iter')} "
                 f"FID={_num(v.get('fid'), '.3g')}" for d, v in s["selected"].items() if isinstance(v, dict))
+            if isinstance(s.get("in_range_selected"), dict):  # grids stored before the out-of-range flags: none
+                extra += "  in range " + ", ".join(f"{d} {_num(v, '.0%')}" for d, v in s["in_range_selected"].items())
         elif r["kind"] == "am" and s:
             extra = (f"  response mean {_num(s.get('response_best_mean'), '.3f')}  "
                      f"p mean {_num(s.get('prob_best_mean'), '.3f')}")
+            if "in_range_share" in s:  # runs stored before the out-of-range flags have none
+                extra += f"  in range {_num(s.get('in_range_share'), '.0%')}"
         if r["status"] != "complete" and r["message"]:
             extra += f"  [{str(r['message'])[:120]}]"
         line = (f"{str(r['id']):<30} {str(r['kind']):<5} {str(r['status']):<9} {r['created']}  "

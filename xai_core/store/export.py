@@ -33,7 +33,11 @@ def _safe_name(text: str) -> str:
 
 def _example_records(r: AMResult, extra: dict | None = None) -> list[dict]:
     cols = {k: (r.seeds if k == "seed" else getattr(r, k)).tolist() for k in _EXAMPLE_COLS}
-    return [{**(extra or {}), "idx": i, **{k: cols[k][i] for k in _EXAMPLE_COLS}} for i in range(len(cols["seed"]))]
+    f = r.flags  # out-of-range flags (every loaded run has them: stored, or ||z|| only for older runs)
+    flag_cols = (lambda i: {}) if f is None else (lambda i: {
+        "in_range": bool(f.in_range[i]), "flags": f.badge(i), "level": float(f.level[i]), "z_p": float(f.z_p[i])})
+    return [{**(extra or {}), "idx": i, **{k: cols[k][i] for k in _EXAMPLE_COLS}, **flag_cols(i)}
+            for i in range(len(cols["seed"]))]
 
 
 def _csv_bytes(rows: list[dict]) -> bytes:
@@ -79,6 +83,8 @@ def _plan(result: AMResult | GridResult, *, run_id: str, wav: bool, png: bool, c
           griffin_lim_iter: int) -> list[_Step]:
     steps: list[_Step] = []
     label = _safe_name(run_id)
+    if hasattr(result, "z_inv"):  # a counterfactual run: the figure, the summary, the WAVs at one gain
+        return _counterfactual_plan(result, label=label, wav=wav, png=png, griffin_lim_iter=griffin_lim_iter)
     if hasattr(result, "cumulative"):  # a depth-map run: every map as NPZ, the figure, the checks
         from xai_core.explain.depthmaps.viz import depth_maps_figure
 
@@ -129,6 +135,33 @@ def _plan(result: AMResult | GridResult, *, run_id: str, wav: bool, png: bool, c
                 r, f"{label}: selected {tag} FID={sel['fid']:.3g}")))
         if wav:
             steps.append((_wav_names(f"wav_{tag}", r), lambda r=r: _wavs(r, n_iter=griffin_lim_iter)))
+    return steps
+
+
+def _counterfactual_plan(result, *, label: str, wav: bool, png: bool, griffin_lim_iter: int) -> list[_Step]:
+    from xai_core.explain.counterfactual.config import WAV_NAMES
+
+    steps = [_one("counterfactual.json", lambda: json.dumps(result.to_dict(), indent=1).encode())]
+    if png:
+        from xai_core.explain.counterfactual.viz import counterfactual_figure
+
+        steps.append(_one("counterfactual.png", lambda: figure_png(
+            counterfactual_figure(result, title=f"{label} · {result.label}"), dpi=110)))
+    if wav:
+        def wavs() -> list[bytes]:
+            import torch
+
+            from xai_core.audio.config import MelConfig
+            from xai_core.audio.export import wav_bytes_set
+            from xai_core.audio.inversion import mel_to_audio
+
+            cfg = MelConfig()
+            x = torch.cat([torch.stack([result.original, result.reconstruction]), result.logmel_best])  # (2 + D, T, M)
+            wave = mel_to_audio(x, cfg=cfg, n_iter=griffin_lim_iter).numpy()
+            return wav_bytes_set(list(wave), sample_rate=cfg.sample_rate)  # one gain: relative loudness kept
+
+        steps.append((["wav/original.wav", "wav/reconstruction.wav",
+                       *[f"wav/{WAV_NAMES[d]}" for d in result.directions]], wavs))
     return steps
 
 

@@ -8,6 +8,7 @@ Layout under ``root`` (default ``$XAI_RUNS_DIR`` or ``./runs``)::
     <run id>/eval.json               a ClaDec evaluation
     <run id>/consistency.safetensors a neuron-consistency result (scores, top-k, excerpts, adversarial versions)
     <run id>/depthmaps.safetensors  Grad-CAM depth maps of one excerpt (every layer, cumulative, explainers) + checks
+    <run id>/counterfactual.safetensors  an excerpt, its GAN reconstruction, its more / less vocal versions, trajectory
 
 Atomicity: array files are written to a temporary name and renamed; their database rows are
 inserted afterwards in one transaction. A run is marked ``complete`` only in the transaction that
@@ -51,6 +52,7 @@ import torch
 
 from xai_core.actmax.config import AMConfig, GridConfig
 from xai_core.actmax.engine import AMResult, GridResult
+from xai_core.actmax.flags import ExampleFlags, RealRange, reflag
 from xai_core.errors import ParameterError, StoreError, XaiError
 from xai_core.fileio import atomic_write_bytes
 
@@ -84,6 +86,7 @@ NON_FINITE = {
     "cladec": "the table (errors, MSEs of every layer and variant, the references)",
     "consistency": "the scores, responses, agreement and the attack's logits",
     "depthmaps": "the maps, logits, unit values, relevances and the summary",
+    "counterfactual": "the reconstruction, its error and logits, the kept examples, their logits and the summary",
 }
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _DAMAGED = (KeyError, IndexError, TypeError, ValueError, OverflowError, AttributeError)
@@ -107,19 +110,33 @@ def _result_tensors(r: AMResult, prefix: str = "") -> dict[str, torch.Tensor]:
         out[prefix + k] = v.contiguous()
     for f, v in r.features.items():
         out[f"{prefix}feature:{f}"] = v.float().contiguous()
+    if r.flags is not None:  # level and z_p as computed (the log-mel is stored as float16), flags as uint8
+        for k, v in r.flags.arrays().items():
+            out[f"{prefix}flags:{k}"] = torch.from_numpy(np.ascontiguousarray(v))
     return out
 
 
 def _result_meta(r: AMResult) -> dict:
-    return {"config": r.config.to_dict(), "seconds": r.seconds, "device": r.device, "trace_every": r.trace_every}
+    meta = {"config": r.config.to_dict(), "seconds": r.seconds, "device": r.device, "trace_every": r.trace_every}
+    if r.flags is not None:
+        meta["flags"] = r.flags.meta()  # the rule and the real range used
+    return meta
 
 
 def _result_from(tensors: dict[str, torch.Tensor], meta: dict, prefix: str = "") -> AMResult:
     kw = {k: tensors[prefix + k] for k in _FIELDS}
     kw["logmel_best"] = kw["logmel_best"].float()
     feats = {k[len(prefix) + len("feature:"):]: v for k, v in tensors.items() if k.startswith(prefix + "feature:")}
-    return AMResult(config=AMConfig.from_dict(meta["config"]), seconds=float(meta["seconds"]),
-                    device=meta["device"], trace_every=int(meta["trace_every"]), features=feats, **kw)
+    r = AMResult(config=AMConfig.from_dict(meta["config"]), seconds=float(meta["seconds"]),
+                 device=meta["device"], trace_every=int(meta["trace_every"]), features=feats, **kw)
+    if "flags" in meta:
+        arrays = {k[len(prefix) + len("flags:"):]: v.numpy() for k, v in tensors.items()
+                  if k.startswith(prefix + "flags:")}
+        r.flags = ExampleFlags.from_stored(meta["flags"], arrays, response=r.response_best.double().numpy(),
+                                           z_norm=r.z_norm_best.double().numpy())
+    else:  # a run stored before flags existed: ||z|| checked now, response and loudness unknown
+        r.flags = reflag(r, None)
+    return r
 
 
 def _non_finite(values: dict, prefix: str = "", depth: int = 0) -> list[str]:
@@ -419,6 +436,13 @@ class RunStore:
         summary = {"selected": result.selected,
                    "reference": {d: v.tolist() for d, v in result.reference.items()},
                    "reference_response": {d: v.tolist() for d, v in result.reference_response.items()}}
+        if result.real_range is not None:
+            summary["real_range"] = result.real_range.to_dict()
+        shares = {d: result.examples[k].flags.share_in_range for d, sel in result.selected.items()
+                  if (k := (d, sel.get("lr"), sel.get("lam"), sel.get("n_iter"))) in result.examples
+                  and result.examples[k].flags is not None}
+        if shares:
+            summary["in_range_selected"] = shares  # share of in-range examples of each selected configuration
         rows = [(run_id, r["direction"], r["feature"], r["n_iter"], r["lr"], r["lam"], r["fid"], int(r["selected"]))
                 for r in result.table()]
         with self._tx() as con:
@@ -540,6 +564,27 @@ class RunStore:
                          json.dumps(None), None, None, message))
         return run_id
 
+    # ---- counterfactuals ---------------------------------------------------------------------------
+    def save_counterfactual(self, result, *, classifier, generator, name: str | None = None) -> str:
+        """Persist a :class:`~xai_core.explain.counterfactual.CounterfactualResult` (one safetensors file);
+        ``failed`` if its reconstruction, kept examples or summary hold NaN or infinity."""
+        from xai_core.explain.counterfactual.serial import save_result
+
+        summary = result.summary()
+        status, message = _finite_status(_non_finite(
+            {**{k: getattr(result, k) for k in ("reconstruction", "z_inv", "rec_mse", "logit_reconstruction",
+                                                "z_best", "logmel_best", "logit_best")}, "summary": summary}),
+            "counterfactual")
+        run_id = self._new_id("counterfactual")
+        self._write_files(run_id, lambda folder: save_result(folder / "counterfactual.safetensors", result))
+        config = {**result.config.to_dict(), "input": result.label}
+        with self._tx() as con:
+            con.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (run_id, "counterfactual", time.strftime("%Y-%m-%d %H:%M:%S"), status, name,
+                         json.dumps(config), json.dumps(summary), json.dumps(_model_info(classifier)),
+                         json.dumps(_model_info(generator)), result.device, result.seconds.get("total"), message))
+        return run_id
+
     def load(self, run_id: str):
         """An AM run as :class:`AMResult`; a grid as :class:`GridResult` (``status`` says if complete);
         a ClaDec evaluation as :class:`~xai_core.explain.cladec.CladecEvaluation`; a consistency run as
@@ -556,6 +601,14 @@ class RunStore:
 
     def _load(self, row: sqlite3.Row, run_id: str, folder: Path):
         kind = row["kind"]
+        if kind == "counterfactual":
+            from xai_core.explain.counterfactual.serial import load_result as load_counterfactual
+
+            path = folder / "counterfactual.safetensors"
+            if not path.is_file():
+                raise StoreError(f"run {run_id}: its file {str(path)!r} is missing (deleted?); 'runs delete "
+                                 f"{run_id}' removes the run")
+            return load_counterfactual(path)
         if kind in ("depthmaps", "consistency", "cladec"):
             path = folder / {"depthmaps": "depthmaps.safetensors", "consistency": "consistency.safetensors",
                              "cladec": "eval.json"}[kind]
@@ -595,12 +648,14 @@ class RunStore:
                 arr[config.iters.index(f["n_iter"]), config.lrs.index(f["lr"]), config.lams.index(f["lam"])] = \
                     np.nan if value is None else value
         summary = self._json(row, "summary", default={})
+        real_range = summary.get("real_range")
         return GridResult(config=config, fid=fid, selected=summary.get("selected", {}), examples=examples,
                           reference={d: torch.tensor(v) for d, v in summary.get("reference", {}).items()},
                           seconds=float(row["seconds"] or 0.0), device=row["device"] or "",
                           reference_response={d: torch.tensor(v)
                                               for d, v in summary.get("reference_response", {}).items()},
-                          status=row["status"])
+                          status=row["status"],
+                          real_range=RealRange.from_dict(real_range) if real_range is not None else None)
 
     def delete(self, run_id: str) -> None:
         """Remove a run's rows and files (a run folder that is a symbolic link: the link only)."""
