@@ -48,8 +48,8 @@ def test_attack_writes_excerpts_json_wavs_and_the_success_curve(tmp_path, tiny_d
     assert "eps    0.5 dB" in text and "eps      2 dB" in text
     assert sorted(p.name for p in out.iterdir()) == ["000_adversarial.wav", "000_original.wav",
                                                      "adversarial.safetensors", "attack.json", "success.csv"]
-    ref = ReferenceSet.load(concepts)
-    adv = ReferenceSet.load(out / "adversarial.safetensors")
+    ref = ReferenceSet.load(concepts, clean=False)  # as built, like the consistency CLI
+    adv = ReferenceSet.load(out / "adversarial.safetensors", clean=False)
     assert len(adv) == 4 and adv.sources == [ref.sources[i] for i in idx]
     assert adv.labels.tolist() == ref.labels[idx].tolist()
     assert adv.tags == {k: [v[i] for i in idx] for k, v in ref.tags.items()}
@@ -83,7 +83,7 @@ def test_attack_an_audio_file(tmp_path, tiny_demo_dir, capsys):
     assert main(["attack", "--classifier", str(tiny_demo_dir / "classifier.safetensors"), "--audio", str(wav),
                  "--offset", "0.5", "--method", "fgsm", "--eps-db", "1", "--wavs", "0", "--out", str(out), *CPU]) == 0
     assert "FGSM, eps 1 dB" in capsys.readouterr().out
-    adv = ReferenceSet.load(out / "adversarial.safetensors")
+    adv = ReferenceSet.load(out / "adversarial.safetensors", clean=False)
     assert adv.sources == ["song.wav@0.50"] and adv.tags == {}
     assert not (out / "success.csv").exists() and not list(out.glob("*.wav"))
 
@@ -211,7 +211,7 @@ def test_train_robust_concept_set_and_report(tmp_path, tiny_demo_dir, capsys):
     cs = tmp_path / "cs.safetensors"
     assert main(["consistency", "concept-set", "--data", str(data), "--split", "test", "--n", "8", "--cache-dir", cache,
                  "--out", str(cs)]) == 0
-    ref = ReferenceSet.load(cs)
+    ref = ReferenceSet.load(cs, clean=False)
     assert len(ref) == 8 and ref.info["split"] == "test" and ref.logmel.shape[1:] == (115, 80)
     assert "wrote" in capsys.readouterr().out
 

@@ -362,6 +362,12 @@ def reference_features(classifier: Bundle, reference: ReferenceSet, *, layer: st
     dev = resolve_device(device)
     if reference.mel != classifier.mel:
         raise ParameterError(f"reference excerpts use {reference.mel}, the classifier {classifier.mel}")
+    shapes = classifier.model.layer_shapes()
+    if layer not in shapes:
+        raise ParameterError(f"unknown layer {layer!r}; valid layers: {list(shapes)}")
+    size = math.prod(shapes[layer])
+    if not 0 <= unit < size:
+        raise ParameterError(f"unit {unit} is out of range for layer {layer!r} ({size} units: 0 .. {size - 1})")
     hidden = [f for f in feature_layers if f != FEATURE_RESPONSE]
     names = list(dict.fromkeys([layer, *hidden]))
     parts: dict[str, list[torch.Tensor]] = {}
