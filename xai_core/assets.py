@@ -150,23 +150,17 @@ class ReferenceSet:
         the metadata, finite values in the log-mel range) and nothing is unpickled. With ``clean`` (the
         default) excerpts holding padding or digital silence are left out (:meth:`clean`; older sets hold
         them), their number in ``info["left_out_unclean"]``."""
-        return cls.from_bytes(_read_bounded(path, what="reference file"), name=str(path), clean=clean)
+        from xai_core.checkpoints import read_bounded
+
+        return cls.from_bytes(read_bounded(path, what="reference file"), name=str(path), clean=clean)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, name: str = "upload", clean: bool = True) -> ReferenceSet:
         """Like :meth:`load` for in-memory data (an upload)."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load
+        from xai_core.checkpoints import _metadata, _tensors
+        from xai_core.schema import check_tensor, validate
 
-        from xai_core.checkpoints import _header
-        from xai_core.schema import check_tensor, parse_metadata, validate
-
-        header = _header(data, name)
-        raw = header.get("__metadata__")
-        raw = raw.get("vocal_xai") if isinstance(raw, dict) else None
-        if raw is None:
-            raise CheckpointError(f"{name}: not a reference-excerpt file (no Vocal XAI metadata)")
-        meta = parse_metadata(raw, name=name)
+        header, meta = _metadata(data, name, missing="not a reference-excerpt file (no Vocal XAI metadata)")
         validate(meta, "reference", name=name)
         mel = MelConfig.from_dict(meta["mel"])
         n = len(meta["sources"])
@@ -177,10 +171,7 @@ class ReferenceSet:
         if shapes != want:
             raise CheckpointError(f"{name}: a reference set of {n} excerpts holds tensors {want}, the file has "
                                   f"{shapes}")
-        try:
-            tensors = load(data)
-        except (SafetensorError, ValueError, RuntimeError, TypeError, OverflowError) as exc:
-            raise CheckpointError(f"{name}: not a valid reference-excerpt file ({exc})") from exc
+        tensors = _tensors(data, name)
         # log-mel values lie in [log(log_floor), ~20] (a full-scale sine gives about 7): 100 is far outside
         check_tensor(name, "logmel", tensors["logmel"], max_abs=100.0)
         check_tensor(name, "labels", tensors["labels"], max_abs=1.0)
@@ -194,23 +185,6 @@ class ReferenceSet:
             return out.clean() if clean else out
         except ParameterError as exc:
             raise CheckpointError(f"{name}: {exc}") from exc
-
-
-def _read_bounded(path: str | Path, *, what: str) -> bytes:
-    """The bytes of ``path``, refused if it is not a file or over ``LIMITS["bundle_bytes"]``."""
-    from xai_core.schema import LIMITS
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such {what}")
-    size = path.stat().st_size
-    if size > LIMITS["bundle_bytes"]:
-        raise CheckpointError(f"{path}: {size:,} bytes is over the {int(LIMITS['bundle_bytes']):,}-byte limit of a "
-                              f"{what}")
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from exc
 
 
 def make_tiny_demo(root: str | Path, *, seed: int = 0, n_reference: int = 24) -> DemoPaths:

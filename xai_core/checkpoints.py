@@ -148,19 +148,35 @@ def _json_default(o: Any):
     raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
 
 
-def read_bundle_file(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Parse a bundle into (metadata, tensors) without building a model. Never unpickles."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load
+def read_bounded(path: str | Path, *, what: str) -> bytes:
+    """The bytes of the file ``path``, refused (:class:`CheckpointError`) if it is not a file or is over
+    ``LIMITS["bundle_bytes"]``: the first check of every file this program reads back."""
+    from xai_core.schema import LIMITS
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such bundle file")
+        raise CheckpointError(f"{path}: no such {what}")
     size = path.stat().st_size
-    if size > MAX_BUNDLE_BYTES:
-        raise CheckpointError(f"{path}: {size} bytes is larger than the {MAX_BUNDLE_BYTES}-byte limit")
-    data = path.read_bytes()
-    return parse_bundle_bytes(data, name=str(path), _load=load, _err=SafetensorError)
+    if size > LIMITS["bundle_bytes"]:
+        raise CheckpointError(f"{path}: {size:,} bytes is over the {int(LIMITS['bundle_bytes']):,}-byte limit of a "
+                              f"{what}")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from exc
+
+
+def read_bundle_file(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Parse a bundle into (metadata, tensors) without building a model. Never unpickles."""
+    return parse_bundle_bytes(read_bounded(path, what="bundle file"), name=str(path))
+
+
+def read_tagged_file(path: str | Path, *, what: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(metadata, tensors) of a safetensors file this program wrote (run-store results, ...): size, header and
+    metadata parsed within the bounds of :mod:`xai_core.schema`; the caller checks the fields. Never unpickles."""
+    data = read_bounded(path, what=what)
+    _, meta = _metadata(data, str(path), missing=f"not a {what} (no Vocal XAI metadata)")
+    return meta, _tensors(data, str(path))
 
 
 def _header(data: bytes, name: str) -> dict:
@@ -188,23 +204,39 @@ def _header(data: bytes, name: str) -> dict:
     return header
 
 
-def parse_bundle_bytes(data: bytes, *, name: str = "<bytes>", _load=None, _err=None):
+def _metadata(data: bytes, name: str, *, missing: str = "safetensors file without Vocal XAI metadata"):
+    """``(header, metadata)`` of a safetensors file's bytes: the header bounded, the ``vocal_xai`` JSON parsed
+    by :func:`xai_core.schema.parse_metadata`; ``missing`` is the message when there is none."""
+    from xai_core.schema import parse_metadata
+
+    header = _header(data, name)
+    raw = header.get("__metadata__")
+    raw = raw.get("vocal_xai") if isinstance(raw, dict) else None
+    if raw is None:
+        raise CheckpointError(f"{name}: {missing}")
+    return header, parse_metadata(raw, name=name)
+
+
+def _tensors(data: bytes, name: str) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file's bytes; any failure of the reader is a :class:`CheckpointError`."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    try:
+        return load(data)
+    except (SafetensorError, ValueError, UnicodeDecodeError, OverflowError, RuntimeError, TypeError) as exc:
+        raise CheckpointError(f"{name}: not a readable safetensors file ({exc})") from exc
+
+
+def parse_bundle_bytes(data: bytes, *, name: str = "<bytes>"):
     """Like :func:`read_bundle_file` for in-memory data (uploads).
 
     The metadata is parsed and checked against :data:`xai_core.schema.BUNDLE_SCHEMA` (and a model's
     architecture against its kind's schema and size limits) before a single tensor is read.
     """
-    from xai_core.schema import parse_metadata, validate
+    from xai_core.schema import validate
 
-    if _load is None:
-        from safetensors import SafetensorError as _err  # noqa: N813
-        from safetensors.torch import load as _load
-    header = _header(data, name)
-    raw = header.get("__metadata__")
-    raw = raw.get("vocal_xai") if isinstance(raw, dict) else None
-    if raw is None:
-        raise CheckpointError(f"{name}: safetensors file without Vocal XAI metadata")
-    meta = parse_metadata(raw, name=name)
+    _, meta = _metadata(data, name)
     version = meta.get("format_version")
     if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise CheckpointError(f"{name}: bundle format version {version} is newer than this program's "
@@ -212,11 +244,7 @@ def parse_bundle_bytes(data: bytes, *, name: str = "<bytes>", _load=None, _err=N
     validate(meta, "bundle", name=name)
     if meta["kind"] in KINDS:
         _config(meta["kind"], meta["arch"], name)
-    try:
-        tensors = _load(data)
-    except (_err, ValueError, UnicodeDecodeError, OverflowError, RuntimeError, TypeError) as exc:
-        raise CheckpointError(f"{name}: not a readable safetensors file ({exc})") from exc
-    return meta, tensors
+    return meta, _tensors(data, name)
 
 
 def _few(items: list, n: int = 8) -> list:

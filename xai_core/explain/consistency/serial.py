@@ -44,14 +44,12 @@ def save_result(path: str | Path, res: ConsistencyResult) -> Path:
 
 def load_result(path: str | Path) -> ConsistencyResult:
     from safetensors import SafetensorError
-    from safetensors.torch import load
+
+    from xai_core.checkpoints import read_tagged_file
 
     path = Path(path)
     try:
-        data = path.read_bytes()
-        t = load(data)
-        header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
-        meta = json.loads(header["__metadata__"]["vocal_xai"])
+        meta, t = read_tagged_file(path, what="consistency result")
         if not isinstance(meta, dict) or meta.get("kind") != KIND:
             raise ValueError("not a consistency result")
         config = ConsistencyConfig.from_dict(meta["config"])

@@ -61,13 +61,12 @@ def _number(meta: dict, key: str, *, optional: bool = False) -> float | None:
 def load_result(path: str | Path) -> CounterfactualResult:
     """The result of a file written by :func:`save_result`; ParameterError naming the defect."""
     from safetensors import SafetensorError
-    from safetensors.torch import load
+
+    from xai_core.checkpoints import read_tagged_file
 
     path = Path(path)
     try:
-        data = path.read_bytes()
-        header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
-        meta = json.loads(header["__metadata__"]["vocal_xai"])
+        meta, t = read_tagged_file(path, what="counterfactual result")
         if not isinstance(meta, dict) or meta.get("kind") != KIND:
             raise ValueError("not a counterfactual result")
         config = CounterfactualConfig.from_dict(meta["config"])
@@ -83,7 +82,6 @@ def load_result(path: str | Path) -> CounterfactualResult:
         seconds = meta.get("seconds") or {}
         if not isinstance(seconds, dict) or not all(isinstance(v, (int, float)) for v in seconds.values()):
             raise ValueError("seconds malformed")
-        t = load(data)
         tt, m = t["original"].shape
         d_rows, zd = t["z_best"].shape
         k = t["trace_steps"].shape[0]

@@ -37,20 +37,18 @@ def save_result(path: str | Path, res: DepthMapResult) -> Path:
 def load_result(path: str | Path) -> DepthMapResult:
     """The result (with its checks) of a file written by :func:`save_result`; ParameterError naming the defect."""
     from safetensors import SafetensorError
-    from safetensors.torch import load
+
+    from xai_core.checkpoints import read_tagged_file
 
     path = Path(path)
     try:
-        data = path.read_bytes()
-        header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
-        meta = json.loads(header["__metadata__"]["vocal_xai"])
+        meta, t = read_tagged_file(path, what="depth-map result")
         if not isinstance(meta, dict) or meta.get("kind") != KIND:
             raise ValueError("not a depth-map result")
         unit = UnitSpec.from_dict(meta["unit"])
         layers, kept, names = list(meta["layers"]), list(meta["kept"]), list(meta["explainers"])
         if not all(isinstance(v, str) for v in layers + names) or not all(isinstance(v, int) for v in kept):
             raise ValueError("layers, kept or explainers malformed")
-        t = load(data)
         b, tt, m = t["logmel"].shape
         if not 1 <= b <= MAX_EXCERPTS:
             raise ValueError(f"{b} excerpts")
