@@ -15,7 +15,6 @@ from ui import compute, display, inputs, state
 from xai_core.assets import ReferenceSet
 from xai_core.audio import wav_bytes_set
 from xai_core.checkpoints import Bundle
-from xai_core.errors import XaiError
 from xai_core.explain.counterfactual import (
     DIRECTION_TITLES,
     CounterfactualConfig,
@@ -223,18 +222,5 @@ def save_form(res, clf: Bundle, gen: Bundle) -> None:
 
 def reopened():
     """The counterfactual run reopened from the Runs page in this session, if any (with a button to close it)."""
-    rid = st.session_state.get("cf_reopened")
-    if not rid:
-        return None
-    try:
-        res = state.run_store().load(rid)
-    except (XaiError, OSError) as exc:
-        st.error(f"Could not reopen run {rid}: {exc}")
-        st.session_state.pop("cf_reopened", None)
-        return None
-    c1, c2 = st.columns([5, 1])
-    c1.caption(f"Reopened from the run store: run `{rid}` ({res.label}, β {res.config.beta:g}).")
-    if c2.button("Close", key="cf_close_run"):
-        st.session_state.pop("cf_reopened", None)
-        st.rerun()
-    return res
+    return state.reopened_run("cf_reopened", close_key="cf_close_run",
+                              describe=lambda rid, res: f"{res.label}, β {res.config.beta:g}")

@@ -317,21 +317,8 @@ def save_form(res, clf: Bundle, label: str, checks: dict | None) -> None:
 
 def reopened():
     """The depth-map run reopened from the Runs page in this session, if any (with a button to close it)."""
-    rid = st.session_state.get("dm_reopened")
-    if not rid:
-        return None
-    try:
-        res = state.run_store().load(rid)
-    except (XaiError, OSError) as exc:
-        st.error(f"Could not reopen run {rid}: {exc}")
-        st.session_state.pop("dm_reopened", None)
-        return None
-    c1, c2 = st.columns([5, 1])
-    c1.caption(f"Reopened from the run store: run `{rid}` ({state.run_store().info(rid)['config'].get('input', '')}).")
-    if c2.button("Close", key="dm_close_run"):
-        st.session_state.pop("dm_reopened", None)
-        st.rerun()
-    return res
+    return state.reopened_run("dm_reopened", close_key="dm_close_run",
+                              describe=lambda rid, res: state.run_store().info(rid)["config"].get("input", ""))
 
 
 def show_stored(res, clf: Bundle) -> None:

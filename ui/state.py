@@ -214,3 +214,24 @@ def save_am(results, classifier: Bundle, generator: Bundle) -> list[str]:
     for run_id in ids:  # a run with NaN results is stored as failed, never complete: say so on the page
         store.ensure_complete(run_id)
     return ids
+
+
+def reopened_run(session_key: str, *, close_key: str, describe):
+    """The run of the store reopened from the Runs page into ``session_key`` in this session, if any: loaded,
+    shown in a caption (``describe(run_id, result)``) with a Close button; a run that cannot be loaded is an
+    error box and is forgotten."""
+    rid = st.session_state.get(session_key)
+    if not rid:
+        return None
+    try:
+        res = run_store().load(rid)
+    except (XaiError, OSError) as exc:
+        st.error(f"Could not reopen run {rid}: {exc}")
+        st.session_state.pop(session_key, None)
+        return None
+    c1, c2 = st.columns([5, 1])
+    c1.caption(f"Reopened from the run store: run `{rid}` ({describe(rid, res)}).")
+    if c2.button("Close", key=close_key):
+        st.session_state.pop(session_key, None)
+        st.rerun()
+    return res

@@ -375,14 +375,18 @@ def fid_heatmap(table, lrs: Sequence[float], lambdas: Sequence[float], *, title:
         hovertext=[[("missing" if np.isnan(v) else repr(float(v))) for v in row] for row in z],
         hovertemplate="lr %{customdata[0]:g}<br>lambda %{customdata[1]:g}<br>FID %{hovertext}<extra></extra>",
     )
-    fig = go.Figure(heat)
+    return _grid_frame(go.Figure(heat), xs, ys, lrs, lambdas, selected=selected, colour="red", title=title)
+
+
+def _grid_frame(fig: go.Figure, xs, ys, lrs, lambdas, *, selected, colour: str, title) -> go.Figure:
+    """The selected cell's marker and the axes shared by the lr x lambda heatmaps."""
     if selected is not None:
         r, c = selected
         if not (0 <= r < len(lrs) and 0 <= c < len(lambdas)):
             raise ParameterError(f"selected={selected!r} lies outside the {len(lrs)} x {len(lambdas)} grid")
         fig.add_trace(go.Scatter(
             x=[xs[c]], y=[ys[r]], mode="markers", name="selected",
-            marker=dict(symbol="square-open", size=46, color="red", line=dict(width=3)),
+            marker=dict(symbol="square-open", size=46, color=colour, line=dict(width=3)),
             customdata=[[float(lrs[r]), float(lambdas[c])]], hoverinfo="skip", showlegend=False,
         ))
     fig.update_layout(title=title, xaxis_title="lambda (prior weight)", yaxis_title="learning rate",
@@ -413,17 +417,7 @@ def share_heatmap(table, lrs: Sequence[float], lambdas: Sequence[float], *, titl
         z=z, x=xs, y=ys, customdata=custom, text=text, texttemplate="%{text}", colorscale="RdYlGn", zmin=0.0,
         zmax=1.0, colorbar=dict(title="in range", tickformat=".0%"),
         hovertemplate="lr %{customdata[0]:g}<br>lambda %{customdata[1]:g}<br>in range %{text}<extra></extra>"))
-    if selected is not None:
-        r, c = selected
-        if not (0 <= r < len(lrs) and 0 <= c < len(lambdas)):
-            raise ParameterError(f"selected={selected!r} lies outside the {len(lrs)} x {len(lambdas)} grid")
-        fig.add_trace(go.Scatter(
-            x=[xs[c]], y=[ys[r]], mode="markers", name="selected",
-            marker=dict(symbol="square-open", size=46, color="black", line=dict(width=3)),
-            customdata=[[float(lrs[r]), float(lambdas[c])]], hoverinfo="skip", showlegend=False))
-    fig.update_layout(title=title, xaxis_title="lambda (prior weight)", yaxis_title="learning rate",
-                      xaxis_type="category", yaxis_type="category", margin=dict(l=60, r=20, t=50, b=50))
-    return fig
+    return _grid_frame(fig, xs, ys, lrs, lambdas, selected=selected, colour="black", title=title)
 
 
 def add_range_band(fig: go.Figure, lo: float, hi: float, *, label: str = "real range",
